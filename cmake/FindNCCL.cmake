@@ -1,0 +1,42 @@
+# NCCL -> NCCL::nccl. One process must never load two NCCLs, so the copy that libtorch
+# itself loads (the nvidia-nccl wheel beside torch in LOOM_SITE_PACKAGES) comes first,
+# then the CUDA toolkit's, then the system's.
+set(_nccl_hints "")
+if(LOOM_SITE_PACKAGES)
+  list(APPEND _nccl_hints "${LOOM_SITE_PACKAGES}/nvidia/nccl" "${LOOM_SITE_PACKAGES}/nvidia/cu13")
+endif()
+if(CUDAToolkit_LIBRARY_ROOT)
+  list(APPEND _nccl_hints "${CUDAToolkit_LIBRARY_ROOT}")
+endif()
+find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_nccl_hints} ENV NCCL_HOME PATH_SUFFIXES include
+          NO_DEFAULT_PATH)
+find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES include)
+# Walk the hints in order (the wheel ships only the versioned libnccl.so.2, which
+# find_library skips, and find_file would prefer any libnccl.so found later).
+if(NOT NCCL_LIBRARY)
+  foreach(_dir IN LISTS _nccl_hints)
+    foreach(_name libnccl.so libnccl.so.2)
+      foreach(_sub lib lib64)
+        if(NOT NCCL_LIBRARY AND EXISTS "${_dir}/${_sub}/${_name}")
+          set(NCCL_LIBRARY "${_dir}/${_sub}/${_name}" CACHE FILEPATH "NCCL library")
+        endif()
+      endforeach()
+    endforeach()
+  endforeach()
+endif()
+find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${CUDAToolkit_LIBRARY_DIR} PATH_SUFFIXES lib lib64)
+if(NCCL_INCLUDE_DIR AND EXISTS "${NCCL_INCLUDE_DIR}/nccl.h")
+  file(STRINGS "${NCCL_INCLUDE_DIR}/nccl.h" _nccl_major REGEX "^#define NCCL_MAJOR")
+  file(STRINGS "${NCCL_INCLUDE_DIR}/nccl.h" _nccl_minor REGEX "^#define NCCL_MINOR")
+  string(REGEX MATCH "[0-9]+" _nccl_major "${_nccl_major}")
+  string(REGEX MATCH "[0-9]+" _nccl_minor "${_nccl_minor}")
+  set(NCCL_VERSION "${_nccl_major}.${_nccl_minor}")
+endif()
+include(FindPackageHandleStandardArgs)
+find_package_handle_standard_args(NCCL REQUIRED_VARS NCCL_LIBRARY NCCL_INCLUDE_DIR VERSION_VAR NCCL_VERSION)
+if(NCCL_FOUND AND NOT TARGET NCCL::nccl)
+  add_library(NCCL::nccl UNKNOWN IMPORTED)
+  set_target_properties(NCCL::nccl PROPERTIES IMPORTED_LOCATION "${NCCL_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${NCCL_INCLUDE_DIR}")
+  message(STATUS "NCCL ${NCCL_VERSION}: ${NCCL_LIBRARY}")
+endif()

@@ -1,0 +1,61 @@
+# Every dependency of Loom, found on the machine: nothing is downloaded at configure time.
+# tools/setup.sh installs them (Debian packages + the project virtualenv with torch).
+
+# --- Python of the project virtualenv: gives libtorch's CMake config and runs reference tests.
+set(LOOM_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH
+    "Python of the virtualenv holding torch (tools/setup.sh makes it)")
+if(NOT EXISTS "${LOOM_PYTHON}")
+  message(FATAL_ERROR "No Python at LOOM_PYTHON=${LOOM_PYTHON}. Run tools/setup.sh first, "
+                      "or pass -DLOOM_PYTHON=/path/to/python with torch installed.")
+endif()
+execute_process(
+  COMMAND "${LOOM_PYTHON}" -c "import torch, os; print(torch.utils.cmake_prefix_path); print(os.path.dirname(os.path.dirname(torch.__file__)))"
+  OUTPUT_VARIABLE _loom_torch_out RESULT_VARIABLE _loom_torch_rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT _loom_torch_rc EQUAL 0)
+  message(FATAL_ERROR "${LOOM_PYTHON} cannot import torch; run tools/setup.sh")
+endif()
+string(REPLACE "\n" ";" _loom_torch_out "${_loom_torch_out}")
+list(GET _loom_torch_out 0 LOOM_TORCH_CMAKE_PREFIX)
+list(GET _loom_torch_out 1 LOOM_SITE_PACKAGES)
+list(APPEND CMAKE_PREFIX_PATH "${LOOM_TORCH_CMAKE_PREFIX}")
+
+if(LOOM_WITH_CUDA)
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52")
+    # Ampere (3080), Hopper (H100); Pascal (sm_61) needs a CUDA 12.x toolkit, see README.
+    set(CMAKE_CUDA_ARCHITECTURES 80 86 90)
+  endif()
+endif()
+
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(TORCH_CUDA_ARCH_LIST "8.0;8.6;9.0")
+endif()
+# libtorch from the wheel. A CUDA wheel's config looks for the CUDA toolkit itself.
+find_package(Torch REQUIRED)
+# TorchConfig puts its flags into TORCH_CXX_FLAGS (the _GLIBCXX_USE_CXX11_ABI choice).
+set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
+
+find_package(MPI REQUIRED COMPONENTS C)
+find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(yaml-cpp REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(Threads REQUIRED)
+find_package(PCRE2 REQUIRED)
+find_package(Utf8proc REQUIRED)
+if(LOOM_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(LOOM_WITH_CUDA)
+  find_package(NCCL REQUIRED)
+endif()
+
+# yaml-cpp 0.7's config names its target yaml-cpp; later ones yaml-cpp::yaml-cpp.
+if(TARGET yaml-cpp::yaml-cpp)
+  set(LOOM_YAML_TARGET yaml-cpp::yaml-cpp)
+else()
+  set(LOOM_YAML_TARGET yaml-cpp)
+endif()

@@ -1,0 +1,105 @@
+#include "support/test_support.hpp"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+namespace loom::testing {
+
+TempDir::TempDir(const std::string& prefix) {
+  std::random_device rd;
+  const auto base = std::filesystem::temp_directory_path();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto candidate = base / (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    if (std::filesystem::create_directories(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw std::runtime_error("could not create a temporary folder under " + base.string());
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::filesystem::path TempDir::write(const std::string& name, const std::string& text) const {
+  auto p = path_ / name;
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary);
+  out << text;
+  return p;
+}
+
+ProcessResult runProcess(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::string msg = "exec failed: " + argv[0] + "\n";
+    (void)!::write(2, msg.data(), msg.size());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ProcessResult result;
+  std::array<char, 4096> buf{};
+  ssize_t n;
+  while ((n = ::read(fds[0], buf.data(), buf.size())) > 0) result.output.append(buf.data(), n);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.exit_code = 128 + WTERMSIG(status);
+  }
+  return result;
+}
+
+std::string requireEnv(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    throw std::runtime_error(std::string("environment variable ") + name +
+                             " is not set: run this test through ctest");
+  }
+  return v;
+}
+
+std::string trainerPath() { return requireEnv("LOOM_TRAINER"); }
+std::string pythonPath() { return requireEnv("LOOM_PYTHON"); }
+std::filesystem::path sourceDir() { return requireEnv("LOOM_SOURCE_DIR"); }
+
+ProcessResult runPythonScript(const std::string& script, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{pythonPath(), (sourceDir() / "tests" / "python" / script).string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return runProcess(argv);
+}
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace loom::testing

@@ -1,0 +1,50 @@
+#pragma once
+// Helpers shared by Loom's test suites: temporary folders, running the trainer or a
+// Python reference script as a child process, and the paths ctest hands to tests.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace loom::testing {
+
+/// A fresh folder under the system temp dir, removed (recursively) on destruction.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "loom-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  /// Writes `text` to `name` inside the folder and returns the full path.
+  std::filesystem::path write(const std::string& name, const std::string& text) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct ProcessResult {
+  int exit_code = -1;  ///< exit status, or 128+signal when killed by a signal
+  std::string output;  ///< stdout and stderr together
+};
+
+/// Runs `argv` (no shell), capturing stdout+stderr; `stdin` is /dev/null.
+ProcessResult runProcess(const std::vector<std::string>& argv);
+
+/// An environment variable set by ctest (see tests/CMakeLists.txt); fails the test if unset.
+std::string requireEnv(const char* name);
+
+/// The trainer executable under test.
+std::string trainerPath();
+/// The project virtualenv's Python (reference implementations).
+std::string pythonPath();
+/// The project source root.
+std::filesystem::path sourceDir();
+
+/// Runs tests/python/<script> with the project Python; returns its result.
+ProcessResult runPythonScript(const std::string& script, const std::vector<std::string>& args);
+
+/// Reads a whole file.
+std::string readFile(const std::filesystem::path& path);
+
+}  // namespace loom::testing
