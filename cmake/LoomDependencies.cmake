@@ -22,10 +22,6 @@ list(APPEND CMAKE_PREFIX_PATH "${LOOM_TORCH_CMAKE_PREFIX}")
 if(LOOM_WITH_CUDA)
   enable_language(CUDA)
   find_package(CUDAToolkit REQUIRED)
-  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52")
-    # Ampere (3080), Hopper (H100); Pascal (sm_61) needs a CUDA 12.x toolkit, see README.
-    set(CMAKE_CUDA_ARCHITECTURES 80 86 90)
-  endif()
 endif()
 
 if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
@@ -35,8 +31,15 @@ endif()
 find_package(Torch REQUIRED)
 # TorchConfig puts its flags into TORCH_CXX_FLAGS (the _GLIBCXX_USE_CXX11_ABI choice).
 set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
+if(LOOM_WITH_CUDA)
+  # Our own kernels (set after Torch: its config warns when this is set before it).
+  # Ampere (3080), Hopper (H100); Pascal (sm_61) needs a CUDA 12.x toolkit, see README.
+  set(CMAKE_CUDA_ARCHITECTURES 80 86 90)
+endif()
 
 find_package(MPI REQUIRED COMPONENTS C)
+# Only MPI's C API: keep Open MPI's deprecated C++ bindings out of every translation unit.
+target_compile_definitions(MPI::MPI_C INTERFACE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(yaml-cpp REQUIRED)
 find_package(fmt REQUIRED)
@@ -51,6 +54,13 @@ if(LOOM_BUILD_TESTS)
 endif()
 if(LOOM_WITH_CUDA)
   find_package(NCCL REQUIRED)
+  # One CUDA runtime per process: the one libtorch was built with (the nvidia wheel beside
+  # torch) must be found before the toolkit's, whose libcudart.so.13 has the same soname.
+  foreach(_dir "${LOOM_SITE_PACKAGES}/nvidia/cu13/lib" "${LOOM_SITE_PACKAGES}/nvidia/cuda_runtime/lib")
+    if(EXISTS "${_dir}")
+      list(APPEND CMAKE_BUILD_RPATH "${_dir}")
+    endif()
+  endforeach()
 endif()
 
 # yaml-cpp 0.7's config names its target yaml-cpp; later ones yaml-cpp::yaml-cpp.

@@ -1,8 +1,7 @@
-// Precompiled for every translation unit of the loom library: the heavy headers that
-// most of them include anyway. A rebuild after a one-file change then takes seconds.
+// Precompiled for every translation unit of the torch-using modules (model, comm, train):
+// libtorch's headers dominate their compile time. spdlog/fmt must NOT be added here: the
+// torch wheel ships its own fmt in its include path (see include/loom/core/log.hpp).
 #pragma once
 #include <torch/torch.h>  // NOLINT: heavy; only here and in .cpp files, never in public headers
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-
