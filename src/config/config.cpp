@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <limits>
@@ -55,7 +56,22 @@ std::string didYouMean(const std::string& word, const std::vector<std::string>& 
   }
   const size_t limit = std::max<size_t>(2, word.size() / 3);
   if (!best.empty() && best_d <= limit) return "; did you mean '" + best + "'?";
+  for (const auto& a : allowed) {  // "hostname" for "host", "seq" for "seq_len"
+    if (a.size() >= 3 && word.size() >= 3 && (word.rfind(a, 0) == 0 || a.rfind(word, 0) == 0)) {
+      return "; did you mean '" + a + "'?";
+    }
+  }
   return "";
+}
+
+/// The shortest decimal text that reads back as exactly `v` ("3e-04", not "0.000299999...").
+std::string shortest(double v) {
+  char buf[64];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
 }
 
 /// How a value looked in the file, for "found ..." in messages.
@@ -133,10 +149,18 @@ class Section {
     return path_.empty() ? key : path_ + "." + key;
   }
   bool has(const std::string& key) const {
-    return node_.IsMap() && node_[key].IsDefined() && !node_[key].IsNull();
+    const YAML::Node n = child(key);
+    return n.IsDefined() && !n.IsNull();
   }
   YAML::Node child(const std::string& key) const {
-    return node_.IsMap() ? node_[key] : YAML::Node(YAML::NodeType::Undefined);
+    // By iteration: a const lookup of a missing key yields an invalid node in yaml-cpp,
+    // on which most calls throw.
+    if (node_.IsMap()) {
+      for (const auto& kv : node_) {
+        if (kv.first.Scalar() == key) return kv.second;
+      }
+    }
+    return YAML::Node(YAML::NodeType::Undefined);
   }
   const YAML::Node& node() const { return node_; }
   const std::string& path() const { return path_; }
@@ -585,8 +609,8 @@ std::string toYaml(const Config& c) {
   if (c.finetune.adapter) e << YAML::Key << "adapter" << YAML::Value << *c.finetune.adapter;
   e << YAML::Key << "lora" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "r" << YAML::Value << c.finetune.lora.r;
-  e << YAML::Key << "alpha" << YAML::Value << c.finetune.lora.alpha;
-  e << YAML::Key << "dropout" << YAML::Value << c.finetune.lora.dropout;
+  e << YAML::Key << "alpha" << YAML::Value << shortest(c.finetune.lora.alpha);
+  e << YAML::Key << "dropout" << YAML::Value << shortest(c.finetune.lora.dropout);
   e << YAML::Key << "targets" << YAML::Value << YAML::Flow << c.finetune.lora.targets;
   e << YAML::Key << "rslora" << YAML::Value << c.finetune.lora.rslora;
   e << YAML::EndMap << YAML::EndMap;
@@ -604,11 +628,11 @@ std::string toYaml(const Config& c) {
   if (t.global_batch_size) e << YAML::Key << "global_batch_size" << YAML::Value << *t.global_batch_size;
   if (t.max_steps) e << YAML::Key << "max_steps" << YAML::Value << *t.max_steps;
   if (t.epochs) e << YAML::Key << "epochs" << YAML::Value << *t.epochs;
-  e << YAML::Key << "lr" << YAML::Value << t.lr;
+  e << YAML::Key << "lr" << YAML::Value << shortest(t.lr);
   e << YAML::Key << "lr_schedule" << YAML::Value << toString(t.lr_schedule);
   e << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps;
-  e << YAML::Key << "weight_decay" << YAML::Value << t.weight_decay;
-  e << YAML::Key << "max_grad_norm" << YAML::Value << t.max_grad_norm;
+  e << YAML::Key << "weight_decay" << YAML::Value << shortest(t.weight_decay);
+  e << YAML::Key << "max_grad_norm" << YAML::Value << shortest(t.max_grad_norm);
   e << YAML::Key << "eval_every" << YAML::Value << t.eval_every;
   e << YAML::Key << "log_every" << YAML::Value << t.log_every;
   e << YAML::EndMap;
@@ -633,7 +657,7 @@ std::string toYaml(const Config& c) {
       e << YAML::EndMap;
     }
     if (r.device) e << YAML::Key << "device" << YAML::Value << *r.device;
-    if (r.weight) e << YAML::Key << "weight" << YAML::Value << *r.weight;
+    if (r.weight) e << YAML::Key << "weight" << YAML::Value << shortest(*r.weight);
     if (r.micro_batch) e << YAML::Key << "micro_batch" << YAML::Value << *r.micro_batch;
     if (r.dtype) e << YAML::Key << "dtype" << YAML::Value << toString(*r.dtype);
     e << YAML::EndMap;

@@ -13,6 +13,21 @@
 
 namespace loom::testing {
 
+namespace {
+// Puts the build's test settings (tests/CMakeLists.txt, LOOM_TEST_ENV) into the environment
+// before any test runs, keeping whatever the caller already set.
+const bool kDefaultEnvInstalled = [] {
+#ifdef LOOM_TEST_DEFAULT_ENV
+  std::stringstream all(LOOM_TEST_DEFAULT_ENV);
+  for (std::string entry; std::getline(all, entry);) {
+    const auto eq = entry.find('=');
+    if (eq != std::string::npos) ::setenv(entry.substr(0, eq).c_str(), entry.c_str() + eq + 1, 0);
+  }
+#endif
+  return true;
+}();
+}  // namespace
+
 TempDir::TempDir(const std::string& prefix) {
   std::random_device rd;
   const auto base = std::filesystem::temp_directory_path();

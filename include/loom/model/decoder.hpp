@@ -1,0 +1,124 @@
+#pragma once
+// The decoder-only transformer of Qwen3, Qwen2 and Llama 3 as libtorch modules, computing
+// what transformers computes (same op order, RMSNorm in fp32, RoPE tables cast to the
+// model dtype). Parameter names mirror Hugging Face's (`model.layers.0.self_attn.q_proj.weight`,
+// `lm_head.weight`), so loading a checkpoint is a name match.
+//
+// Packed rows: a row may hold several documents. `positions` restart at 0 in each document
+// and `documents` gives each token's document id; a token attends to the tokens of its own
+// document at or before it (causal AND same document).
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "loom/model/hf_config.hpp"
+
+namespace loom {
+
+namespace detail {
+class DecoderBody;
+}  // namespace detail
+
+/// One batch for the decoder.
+struct DecoderInput {
+  at::Tensor tokens;     ///< [B, T] int64 token ids
+  at::Tensor positions;  ///< [B, T] int64 RoPE positions; undefined: 0..T-1 in every row
+  /// [B, T] integer document id of each token (any values; equal ids = same document).
+  /// Undefined: each row is one document (plain causal attention, the fastest path).
+  at::Tensor documents;
+};
+
+/// How the decoder is built.
+struct DecoderOptions {
+  at::ScalarType dtype = at::kFloat;  ///< dtype of the base weights and activations
+  c10::Device device = c10::Device(c10::kCPU);
+  /// Recompute each layer's activations in backward instead of keeping them.
+  bool activation_checkpointing = false;
+};
+
+/// A linear projection y = x W^T (+ b) with an optional LoRA branch
+/// y += scaling * B(A(dropout(x))), computed in the LoRA weights' dtype (fp32), as PEFT does.
+/// Parameters: `weight` [out, in], `bias` [out], `lora_A.weight` [r, in], `lora_B.weight` [out, r].
+class Projection : public torch::nn::Module {
+ public:
+  Projection(int64_t in_features, int64_t out_features, bool bias,
+             const at::TensorOptions& options);
+
+  /// [..., in] -> [..., out]
+  at::Tensor forward(const at::Tensor& x);
+
+  /// Adds a LoRA branch: A kaiming-uniform(a=sqrt(5)), B zeros, both in `lora_dtype`.
+  void enableLora(int64_t rank, double scaling, double dropout, at::ScalarType lora_dtype);
+  /// Folds scaling * B A into `weight` (computed in fp32) and removes the branch.
+  void mergeLora();
+  bool hasLora() const { return lora_a_.defined(); }
+
+  at::Tensor& weight() { return weight_; }
+  at::Tensor& bias() { return bias_; }  ///< undefined when the projection has no bias
+  at::Tensor& loraA() { return lora_a_; }  ///< [r, in]; undefined without LoRA
+  at::Tensor& loraB() { return lora_b_; }  ///< [out, r]; undefined without LoRA
+  double loraScaling() const { return lora_scaling_; }
+  int64_t inFeatures() const { return in_features_; }
+  int64_t outFeatures() const { return out_features_; }
+
+ private:
+  int64_t in_features_;
+  int64_t out_features_;
+  at::Tensor weight_;
+  at::Tensor bias_;
+  at::Tensor lora_a_;
+  at::Tensor lora_b_;
+  double lora_scaling_ = 0.0;
+  double lora_dropout_ = 0.0;
+};
+
+/// A causal language model: `model` (embed_tokens, layers, norm) and `lm_head`
+/// (absent when tied to the embedding).
+class CausalLm : public torch::nn::Module {
+ public:
+  /// Allocates parameters (uninitialised values: load a checkpoint or call initRandom()).
+  CausalLm(HfConfig config, DecoderOptions options);
+
+  /// Final-normed hidden states [B, T, hidden] in the model dtype.
+  at::Tensor hidden(const DecoderInput& input);
+  /// Logits [..., vocab] of hidden states, in the model dtype. Training uses the chunked
+  /// loss (loss.hpp) instead, which never holds [tokens, vocab] whole.
+  at::Tensor logits(const at::Tensor& hidden);
+  /// The lm_head weight [vocab, hidden]: the embedding when tied.
+  at::Tensor lmHeadWeight() const;
+
+  /// Every projection that LoRA may target, by Hugging Face module path
+  /// ("model.layers.3.mlp.up_proj"), in layer order; lm_head is not among them.
+  std::vector<std::pair<std::string, Projection*>> projections();
+
+  void setActivationCheckpointing(bool on) { options_.activation_checkpointing = on; }
+  const HfConfig& config() const { return config_; }
+  const DecoderOptions& options() const { return options_; }
+
+  /// Fills the weights like transformers' _init_weights (normal(0, std), norms 1, biases 0);
+  /// for tests and smoke runs without a checkpoint.
+  void initRandom(double std = 0.02);
+
+ private:
+  HfConfig config_;
+  DecoderOptions options_;
+  std::shared_ptr<detail::DecoderBody> body_;
+  std::shared_ptr<Projection> lm_head_;
+  at::Tensor inv_freq_;  // [head_dim / 2] fp32 RoPE inverse frequencies
+};
+
+/// The RoPE inverse frequencies transformers computes for `config` (fp32, CPU), including
+/// Llama 3 frequency smoothing.
+at::Tensor ropeInverseFrequencies(const HfConfig& config);
+
+/// The attention mask the CPU path uses: [B, 1, T, T] bool, true where query i may attend
+/// key j (j <= i and documents[i] == documents[j]).
+at::Tensor packedCausalMask(const at::Tensor& documents);
+
+}  // namespace loom

@@ -1,0 +1,115 @@
+// Config parsing and validation, in process. The command-line view of the same errors
+// (exit code 2, message on stderr) is tested in tests/main/cli_test.cpp.
+#include "loom/config/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include "loom/core/error.hpp"
+
+namespace loom {
+namespace {
+
+const char* kMinimal = R"(model:
+  path: /models/qwen3
+data:
+  train: /data/train.h5
+train:
+  global_batch_tokens: 4096
+  max_steps: 10
+)";
+
+std::string errorOf(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    parseConfig(yaml, "test.yaml", overrides);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, MinimalFileGetsDefaults) {
+  const Config c = parseConfig(kMinimal, "test.yaml");
+  EXPECT_EQ(c.model.path, "/models/qwen3");
+  EXPECT_EQ(c.model.dtype, DType::kBF16);
+  EXPECT_EQ(c.finetune.method, FinetuneMethod::kLora);
+  EXPECT_EQ(c.finetune.lora.targets, loraTargetNames());
+  EXPECT_EQ(c.train.global_batch_tokens.value(), 4096);
+  EXPECT_FALSE(c.train.global_batch_size.has_value());
+  EXPECT_EQ(c.train.max_steps.value(), 10);
+  EXPECT_EQ(c.cluster.backend, Backend::kAuto);
+  EXPECT_EQ(c.where("data.train"), "test.yaml:4:10");
+}
+
+TEST(Config, ResolvedYamlRoundTrips) {
+  const std::string yaml = std::string(kMinimal) + R"(finetune:
+  method: lora
+  adapter: /adapters/a
+  lora: {r: 4, alpha: 8.5, dropout: 0.1, targets: [v_proj, q_proj], rslora: true}
+cluster:
+  backend: mpi
+  balance: static
+  ranks:
+    - match: {host: nodeA, local_rank: 1, gpu: "1050"}
+      device: cuda:1
+      weight: 0.25
+      micro_batch: 2
+      dtype: fp32
+)";
+  const Config a = parseConfig(yaml, "a.yaml");
+  EXPECT_EQ(a.finetune.lora.targets, (std::vector<std::string>{"q_proj", "v_proj"}));
+  const std::string emitted = toYaml(a);
+  const Config b = parseConfig(emitted, "b.yaml");
+  EXPECT_EQ(toYaml(b), emitted);
+  ASSERT_EQ(b.cluster.ranks.size(), 1u);
+  EXPECT_EQ(b.cluster.ranks[0].match_gpu.value(), "1050");
+  EXPECT_DOUBLE_EQ(b.cluster.ranks[0].weight.value(), 0.25);
+  EXPECT_EQ(b.cluster.ranks[0].dtype.value(), DType::kFP32);
+  EXPECT_EQ(b.finetune.adapter.value(), "/adapters/a");
+  EXPECT_TRUE(b.finetune.lora.rslora);
+}
+
+TEST(Config, OverridesApplyAndAreValidated) {
+  const Config c = parseConfig(kMinimal, "t.yaml",
+                               {"train.lr=3e-4", "model.dtype=fp16", "run.seed=7",
+                                "finetune.lora.targets=[q_proj]", "cluster.backend=mpi"});
+  EXPECT_DOUBLE_EQ(c.train.lr, 3e-4);
+  EXPECT_EQ(c.model.dtype, DType::kFP16);
+  EXPECT_EQ(c.run.seed, 7);
+  EXPECT_EQ(c.finetune.lora.targets, std::vector<std::string>{"q_proj"});
+  EXPECT_EQ(c.where("train.lr"), "--set train.lr=3e-4");
+
+  const std::string e = errorOf(kMinimal, {"train.lr=-1"});
+  EXPECT_NE(e.find("--set train.lr=-1"), std::string::npos) << e;
+  EXPECT_NE(e.find("train.lr"), std::string::npos) << e;
+  EXPECT_NE(errorOf(kMinimal, {"nokey"}).find("expected key.path=value"), std::string::npos);
+}
+
+TEST(Config, OverrideIntoListByIndex) {
+  const std::string yaml = std::string(kMinimal) + "cluster:\n  ranks:\n    - {weight: 1}\n";
+  const Config c = parseConfig(yaml, "t.yaml", {"cluster.ranks.0.weight=3"});
+  EXPECT_DOUBLE_EQ(c.cluster.ranks.at(0).weight.value(), 3.0);
+  EXPECT_NE(errorOf(yaml, {"cluster.ranks.4.weight=3"}).find("not an index"), std::string::npos);
+}
+
+TEST(Config, ErrorsNameFileLineAndColumn) {
+  const std::string e = errorOf(std::string(kMinimal) + "run:\n  seed: -3\n");
+  EXPECT_NE(e.find("test.yaml:9:9: run.seed"), std::string::npos) << e;
+  EXPECT_NE(e.find(">= 0"), std::string::npos) << e;
+  EXPECT_NE(e.find("'-3'"), std::string::npos) << e;
+}
+
+TEST(Config, UnknownKeySuggestsTheClosest) {
+  const std::string e = errorOf(std::string(kMinimal) + "checkpoint:\n  evrey: 3\n");
+  EXPECT_NE(e.find("checkpoint.evrey: unknown key; did you mean 'every'?"), std::string::npos) << e;
+  const std::string s = errorOf(std::string(kMinimal) + "chekpoint: {}\n");
+  EXPECT_NE(s.find("did you mean 'checkpoint'?"), std::string::npos) << s;
+}
+
+TEST(Config, EmptyAndNonMappingFiles) {
+  EXPECT_NE(errorOf("").find("the file is empty"), std::string::npos);
+  EXPECT_NE(errorOf("- a\n- b\n").find("found a list"), std::string::npos);
+  EXPECT_NE(errorOf("model: [unclosed\n").find("not valid YAML"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom
