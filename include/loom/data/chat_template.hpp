@@ -9,7 +9,8 @@
 //           user message carry a `<think>\n...\n</think>\n\n` block (empty for the final
 //           turn when there is no reasoning), reasoning is dropped from earlier turns, and
 //           `<think>...</think>` inside an assistant's content is split off as Qwen3 does.
-//           For Qwen2/2.5 data without reasoning the rendering differs only in that block.
+//           Qwen2.5's own template differs: it has no think blocks and inserts a default
+//           system prompt when the conversation has none.
 //   llama3  Llama 3 Instruct: `<|begin_of_text|>` then
 //           `<|start_header_id|>role<|end_header_id|>\n\n` + trimmed content + `<|eot_id|>`
 //           (the 3.0 template; 3.1's "Cutting Knowledge Date" system preamble is not added).

@@ -1,0 +1,831 @@
+#include "loom/data/hdf5_dataset.hpp"
+
+#include <hdf5.h>  // C API: Debian's serial libhdf5 1.10
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <numeric>
+#include <utility>
+
+#include "loom/core/error.hpp"
+#include "loom/core/file_util.hpp"
+
+namespace loom {
+
+std::recursive_mutex& hdf5Mutex() {
+  static std::recursive_mutex mutex;
+  return mutex;
+}
+
+namespace detail {
+namespace {
+
+// HDF5 prints its whole error stack to stderr by default; Loom reports errors itself (with
+// the file and the place), so automatic printing is switched off, per thread because a
+// thread-safe libhdf5 keeps that setting per thread.
+std::unique_lock<std::recursive_mutex> lockHdf5() {
+  std::unique_lock<std::recursive_mutex> lock(hdf5Mutex());
+  thread_local bool quiet = false;
+  if (!quiet) {
+    H5open();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    quiet = true;
+  }
+  return lock;
+}
+
+herr_t collectErrorDescription(unsigned, const H5E_error2_t* error, void* data) {
+  auto* out = static_cast<std::string*>(data);
+  if (error->desc && *error->desc) *out = error->desc;  // keep the innermost (most specific)
+  return 0;
+}
+
+/// The innermost message on HDF5's error stack (e.g. "truncated file: eof = ..."); clears it.
+std::string hdf5ErrorText() {
+  std::string text;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collectErrorDescription, &text);
+  H5Eclear2(H5E_DEFAULT);
+  return text.empty() ? "no detail from HDF5" : text;
+}
+
+/// An owned HDF5 identifier, closed with the function matching its kind.
+class H5Id {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  H5Id() = default;
+  H5Id(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  ~H5Id() { reset(); }
+  H5Id(H5Id&& other) noexcept : id_(std::exchange(other.id_, -1)), closer_(other.closer_) {}
+  H5Id& operator=(H5Id&& other) noexcept {
+    if (this != &other) {
+      reset();
+      id_ = std::exchange(other.id_, -1);
+      closer_ = other.closer_;
+    }
+    return *this;
+  }
+  H5Id(const H5Id&) = delete;
+  H5Id& operator=(const H5Id&) = delete;
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset() {
+    if (id_ >= 0) {
+      std::lock_guard<std::recursive_mutex> lock(hdf5Mutex());
+      closer_(id_);
+      id_ = -1;
+    }
+  }
+
+ private:
+  hid_t id_ = -1;
+  Closer closer_ = nullptr;
+};
+
+H5Id fileId(hid_t id) { return {id, H5Fclose}; }
+H5Id datasetId(hid_t id) { return {id, H5Dclose}; }
+H5Id spaceId(hid_t id) { return {id, H5Sclose}; }
+H5Id typeId(hid_t id) { return {id, H5Tclose}; }
+H5Id attributeId(hid_t id) { return {id, H5Aclose}; }
+H5Id plistId(hid_t id) { return {id, H5Pclose}; }
+
+std::string nowIso8601() {
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buf;
+}
+
+// ---------------------------------------------------------------- writing helpers
+
+H5Id variableStringType() {
+  H5Id type = typeId(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  return type;
+}
+
+void writeStringAttribute(hid_t loc, const char* name, const std::string& value) {
+  H5Id type = variableStringType();
+  H5Id space = spaceId(H5Screate(H5S_SCALAR));
+  H5Id attr = attributeId(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  const char* data = value.c_str();
+  LOOM_CHECK(attr.valid() && H5Awrite(attr.get(), type.get(), &data) >= 0,
+             "cannot write attribute '" << name << "': " << hdf5ErrorText());
+}
+
+void writeStringArrayAttribute(hid_t loc, const char* name,
+                               const std::vector<std::string>& values) {
+  H5Id type = variableStringType();
+  const hsize_t dims[1] = {values.size()};
+  H5Id space = spaceId(H5Screate_simple(1, dims, nullptr));
+  H5Id attr = attributeId(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  std::vector<const char*> data;
+  for (const auto& v : values) data.push_back(v.c_str());
+  LOOM_CHECK(attr.valid() && (values.empty() || H5Awrite(attr.get(), type.get(), data.data()) >= 0),
+             "cannot write attribute '" << name << "': " << hdf5ErrorText());
+}
+
+void writeIntAttribute(hid_t loc, const char* name, int64_t value) {
+  H5Id space = spaceId(H5Screate(H5S_SCALAR));
+  H5Id attr =
+      attributeId(H5Acreate2(loc, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  LOOM_CHECK(attr.valid() && H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) >= 0,
+             "cannot write attribute '" << name << "': " << hdf5ErrorText());
+}
+
+/// A whole 1-D array as one contiguous dataset (the index: small, read whole).
+void writeWholeDataset(hid_t file, const char* name, hid_t file_type, hid_t mem_type,
+                       const void* data, hsize_t count) {
+  const hsize_t dims[1] = {count};
+  H5Id space = spaceId(H5Screate_simple(1, dims, nullptr));
+  H5Id dataset = datasetId(
+      H5Dcreate2(file, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  LOOM_CHECK(dataset.valid(), "cannot create dataset /" << name << ": " << hdf5ErrorText());
+  if (count > 0) {
+    LOOM_CHECK(H5Dwrite(dataset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
+               "cannot write dataset /" << name << ": " << hdf5ErrorText());
+  }
+}
+
+// ---------------------------------------------------------------- reading helpers
+
+/// Where a reader's error points: the file's name.
+struct Place {
+  std::string file;
+};
+
+bool hasAttribute(hid_t loc, const char* name) { return H5Aexists(loc, name) > 0; }
+
+/// Reads a string attribute (scalar or array; fixed-length or variable-length strings,
+/// which is what h5py writes for a Python str).
+std::vector<std::string> readStrings(hid_t loc, const char* name, const Place& place) {
+  H5Id attr = attributeId(H5Aopen(loc, name, H5P_DEFAULT));
+  LOOM_INPUT_CHECK(attr.valid(),
+                   place.file << ": cannot read attribute '" << name << "': " << hdf5ErrorText());
+  H5Id file_type = typeId(H5Aget_type(attr.get()));
+  H5Id space = spaceId(H5Aget_space(attr.get()));
+  const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+  std::vector<std::string> out;
+  if (count <= 0) return out;  // h5py stores an empty list as an empty float array
+  LOOM_INPUT_CHECK(H5Tget_class(file_type.get()) == H5T_STRING,
+                   place.file << ": attribute '" << name << "' should be a string");
+  if (H5Tis_variable_str(file_type.get()) > 0) {
+    H5Id mem_type = typeId(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem_type.get(), H5T_VARIABLE);
+    H5Tset_cset(mem_type.get(), H5Tget_cset(file_type.get()));
+    std::vector<char*> data(static_cast<size_t>(count), nullptr);
+    LOOM_INPUT_CHECK(H5Aread(attr.get(), mem_type.get(), data.data()) >= 0,
+                     place.file << ": cannot read attribute '" << name << "': " << hdf5ErrorText());
+    for (char* s : data) out.emplace_back(s ? s : "");
+    H5Dvlen_reclaim(mem_type.get(), space.get(), H5P_DEFAULT, data.data());
+  } else {
+    const size_t size = H5Tget_size(file_type.get());
+    H5Id mem_type = typeId(H5Tcopy(file_type.get()));
+    std::vector<char> data(size * static_cast<size_t>(count) + 1, '\0');
+    LOOM_INPUT_CHECK(H5Aread(attr.get(), mem_type.get(), data.data()) >= 0,
+                     place.file << ": cannot read attribute '" << name << "': " << hdf5ErrorText());
+    for (hssize_t i = 0; i < count; ++i) {
+      const char* begin = data.data() + static_cast<size_t>(i) * size;
+      out.emplace_back(begin, strnlen(begin, size));  // null-padded or null-terminated
+    }
+  }
+  return out;
+}
+
+std::string readString(hid_t loc, const char* name, const Place& place) {
+  auto values = readStrings(loc, name, place);
+  LOOM_INPUT_CHECK(values.size() == 1, place.file << ": attribute '" << name
+                                                  << "' should hold one string, found "
+                                                  << values.size());
+  return values[0];
+}
+
+int64_t readInt(hid_t loc, const char* name, const Place& place) {
+  H5Id attr = attributeId(H5Aopen(loc, name, H5P_DEFAULT));
+  LOOM_INPUT_CHECK(attr.valid(),
+                   place.file << ": cannot read attribute '" << name << "': " << hdf5ErrorText());
+  H5Id file_type = typeId(H5Aget_type(attr.get()));
+  H5Id space = spaceId(H5Aget_space(attr.get()));
+  LOOM_INPUT_CHECK(H5Tget_class(file_type.get()) == H5T_INTEGER &&
+                       H5Sget_simple_extent_npoints(space.get()) == 1,
+                   place.file << ": attribute '" << name << "' should be one integer");
+  int64_t value = 0;
+  LOOM_INPUT_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0,
+                   place.file << ": cannot read attribute '" << name << "': " << hdf5ErrorText());
+  return value;
+}
+
+/// Opens a 1-D integer dataset and returns it with its length.
+std::pair<H5Id, int64_t> openArray(hid_t file, const char* name, const char* expected_type,
+                                   const Place& place) {
+  LOOM_INPUT_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0,
+                   place.file << ": missing dataset /" << name << " (" << expected_type
+                              << "); not a complete token file from `trainer prepare`");
+  H5Id dataset = datasetId(H5Dopen2(file, name, H5P_DEFAULT));
+  LOOM_INPUT_CHECK(dataset.valid(),
+                   place.file << ": cannot open dataset /" << name << ": " << hdf5ErrorText());
+  H5Id type = typeId(H5Dget_type(dataset.get()));
+  LOOM_INPUT_CHECK(H5Tget_class(type.get()) == H5T_INTEGER, place.file << ": dataset /" << name
+                                                                       << " should hold integers ("
+                                                                       << expected_type << ")");
+  H5Id space = spaceId(H5Dget_space(dataset.get()));
+  LOOM_INPUT_CHECK(H5Sget_simple_extent_ndims(space.get()) == 1,
+                   place.file << ": dataset /" << name << " should be one-dimensional ("
+                              << expected_type << ")");
+  hsize_t dims[1] = {0};
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  return {std::move(dataset), static_cast<int64_t>(dims[0])};
+}
+
+/// Reopens a chunked, uncompressed dataset without a chunk cache. Random sample reads
+/// then fetch just their bytes; with the default 1 MiB cache every read of a few hundred
+/// tokens pulled its whole chunk into the cache first (measured 5x slower). A compressed
+/// chunk must be inflated whole anyway, so compressed datasets keep the cache.
+H5Id withoutChunkCache(H5Id dataset, hid_t file, const char* name) {
+  H5Id dcpl = plistId(H5Dget_create_plist(dataset.get()));
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED || H5Pget_nfilters(dcpl.get()) > 0) {
+    return dataset;
+  }
+  H5Id dapl = plistId(H5Pcreate(H5P_DATASET_ACCESS));
+  H5Pset_chunk_cache(dapl.get(), 0, 0, 1.0);
+  // Close first: while a handle is open, a second open shares its cache settings.
+  dataset.reset();
+  H5Id reopened = datasetId(H5Dopen2(file, name, dapl.get()));
+  LOOM_CHECK(reopened.valid(), "cannot reopen /" << name << ": " << hdf5ErrorText());
+  return reopened;
+}
+
+template <typename T>
+std::vector<T> readWholeArray(hid_t dataset, hid_t mem_type, int64_t count, const char* name,
+                              const Place& place) {
+  std::vector<T> out(static_cast<size_t>(count));
+  if (count > 0) {
+    LOOM_INPUT_CHECK(H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0,
+                     place.file << ": cannot read dataset /" << name << ": " << hdf5ErrorText());
+  }
+  return out;
+}
+
+/// Reads elements [start, start + count) of a 1-D dataset into `out`.
+void readRange(hid_t dataset, hid_t mem_type, int64_t start, int64_t count, void* out,
+               const char* name, const Place& place) {
+  if (count == 0) return;
+  H5Id file_space = spaceId(H5Dget_space(dataset));
+  const hsize_t offset[1] = {static_cast<hsize_t>(start)};
+  const hsize_t block[1] = {static_cast<hsize_t>(count)};
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, block, nullptr);
+  H5Id mem_space = spaceId(H5Screate_simple(1, block, nullptr));
+  LOOM_INPUT_CHECK(
+      H5Dread(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) >= 0,
+      place.file << ": cannot read /" << name << "[" << start << ":" << start + count
+                 << "]: " << hdf5ErrorText() << " (file damaged or truncated?)");
+}
+
+/// Reads `blocks` (ascending, disjoint) of a 1-D dataset into `out`, back to back, one
+/// H5Dread per block: an OR-ed union selection is no faster and grows quadratically with
+/// the number of blocks in HDF5 1.10.
+void readBlocks(hid_t dataset, hid_t mem_type, size_t element_size,
+                const std::vector<std::pair<int64_t, int64_t>>& blocks, void* out, const char* name,
+                const Place& place) {
+  auto* cursor = static_cast<char*>(out);
+  for (const auto& [start, count] : blocks) {
+    readRange(dataset, mem_type, start, count, cursor, name, place);
+    cursor += static_cast<size_t>(count) * element_size;
+  }
+}
+
+}  // namespace
+}  // namespace detail
+
+using detail::H5Id;
+
+// ======================================================================== writer
+
+struct Hdf5DatasetWriter::Impl {
+  std::filesystem::path path;
+  std::filesystem::path temp_path;
+  Hdf5DatasetInfo info;
+  Options options;
+  H5Id file;
+  H5Id tokens;
+  H5Id loss_mask;
+  std::vector<int32_t> token_buffer;  // [buffered] not yet written to /tokens
+  std::vector<uint8_t> mask_buffer;   // [buffered]
+  int64_t written = 0;                // elements already in /tokens and /loss_mask
+  std::vector<int64_t> offsets{0};    // [samples + 1]
+  std::vector<int32_t> loss_tokens;   // [samples]
+  int64_t num_loss_tokens = 0;
+  bool finished = false;
+
+  H5Id createExtendible(const char* name, hid_t file_type) {
+    const hsize_t dims[1] = {0};
+    const hsize_t max_dims[1] = {H5S_UNLIMITED};
+    H5Id space = detail::spaceId(H5Screate_simple(1, dims, max_dims));
+    H5Id dcpl = detail::plistId(H5Pcreate(H5P_DATASET_CREATE));
+    const hsize_t chunk[1] = {static_cast<hsize_t>(options.chunk_elements)};
+    H5Pset_chunk(dcpl.get(), 1, chunk);
+    if (options.deflate_level > 0) {
+      H5Pset_shuffle(dcpl.get());
+      H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.deflate_level));
+    }
+    H5Id dataset = detail::datasetId(
+        H5Dcreate2(file.get(), name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+    LOOM_CHECK(dataset.valid(),
+               "cannot create /" << name << " in " << temp_path << ": " << detail::hdf5ErrorText());
+    return dataset;
+  }
+
+  void appendTo(const H5Id& dataset, hid_t mem_type, const void* data, int64_t count,
+                const char* name) {
+    const hsize_t new_size[1] = {static_cast<hsize_t>(written + count)};
+    LOOM_CHECK(H5Dset_extent(dataset.get(), new_size) >= 0,
+               "cannot extend /" << name << " in " << temp_path << ": " << detail::hdf5ErrorText());
+    H5Id file_space = detail::spaceId(H5Dget_space(dataset.get()));
+    const hsize_t offset[1] = {static_cast<hsize_t>(written)};
+    const hsize_t block[1] = {static_cast<hsize_t>(count)};
+    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, block, nullptr);
+    H5Id mem_space = detail::spaceId(H5Screate_simple(1, block, nullptr));
+    LOOM_CHECK(H5Dwrite(dataset.get(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT,
+                        data) >= 0,
+               "cannot write /" << name << " in " << temp_path << ": " << detail::hdf5ErrorText());
+  }
+
+  void flushBuffers() {
+    const auto count = static_cast<int64_t>(token_buffer.size());
+    if (count == 0) return;
+    appendTo(tokens, H5T_NATIVE_INT32, token_buffer.data(), count, kTokensDataset);
+    appendTo(loss_mask, H5T_NATIVE_UINT8, mask_buffer.data(), count, kLossMaskDataset);
+    written += count;
+    token_buffer.clear();
+    mask_buffer.clear();
+  }
+
+  void closeHandles() {
+    tokens.reset();
+    loss_mask.reset();
+    file.reset();
+  }
+
+  // Also runs when the writer's constructor throws after creating the file.
+  ~Impl() {
+    if (finished || temp_path.empty()) return;
+    try {
+      closeHandles();
+    } catch (...) {
+      // Best effort: the file is being thrown away.
+    }
+    std::error_code ec;
+    std::filesystem::remove(temp_path, ec);
+  }
+};
+
+Hdf5DatasetWriter::Hdf5DatasetWriter(std::filesystem::path path, Hdf5DatasetInfo info)
+    : Hdf5DatasetWriter(std::move(path), std::move(info), Options{}) {}
+
+Hdf5DatasetWriter::Hdf5DatasetWriter(std::filesystem::path path, Hdf5DatasetInfo info,
+                                     Options options)
+    : impl_(std::make_unique<Impl>()) {
+  LOOM_CHECK(info.vocab_size > 0, "a token file needs vocab_size > 0, got " << info.vocab_size);
+  LOOM_CHECK(options.chunk_elements > 0, "chunk_elements must be > 0");
+  LOOM_CHECK(options.deflate_level >= 0 && options.deflate_level <= 9,
+             "deflate_level must be 0..9, got " << options.deflate_level);
+  auto lock = detail::lockHdf5();
+  impl_->path = std::move(path);
+  impl_->info = std::move(info);
+  impl_->options = options;
+  if (impl_->path.has_parent_path()) std::filesystem::create_directories(impl_->path.parent_path());
+  impl_->temp_path = temporarySibling(impl_->path);
+  impl_->file =
+      detail::fileId(H5Fcreate(impl_->temp_path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+  LOOM_CHECK(impl_->file.valid(),
+             "cannot create " << impl_->temp_path << ": " << detail::hdf5ErrorText());
+  impl_->tokens = impl_->createExtendible(kTokensDataset, H5T_STD_I32LE);
+  impl_->loss_mask = impl_->createExtendible(kLossMaskDataset, H5T_STD_U8LE);
+  impl_->token_buffer.reserve(static_cast<size_t>(options.chunk_elements));
+  impl_->mask_buffer.reserve(static_cast<size_t>(options.chunk_elements));
+}
+
+Hdf5DatasetWriter::~Hdf5DatasetWriter() = default;
+
+void Hdf5DatasetWriter::append(const std::vector<int32_t>& tokens,
+                               const std::vector<uint8_t>& loss_mask) {
+  LOOM_CHECK(tokens.size() == loss_mask.size(), "sample " << impl_->loss_tokens.size() << ": "
+                                                          << tokens.size() << " tokens but "
+                                                          << loss_mask.size() << " mask values");
+  append(tokens.data(), loss_mask.data(), static_cast<int64_t>(tokens.size()));
+}
+
+void Hdf5DatasetWriter::append(const int32_t* tokens, const uint8_t* loss_mask, int64_t length) {
+  Impl& s = *impl_;
+  LOOM_CHECK(!s.finished, "append after finish() on " << s.path);
+  LOOM_CHECK(length >= 0, "negative sample length " << length);
+  const auto sample = static_cast<int64_t>(s.loss_tokens.size());
+  int64_t targets = 0;
+  for (int64_t t = 0; t < length; ++t) {
+    LOOM_CHECK(tokens[t] >= 0 && tokens[t] < s.info.vocab_size,
+               "sample " << sample << " position " << t << ": token id " << tokens[t]
+                         << " is outside the vocabulary [0, " << s.info.vocab_size << ")");
+    LOOM_CHECK(loss_mask[t] <= 1, "sample " << sample << " position " << t << ": loss mask value "
+                                            << static_cast<int>(loss_mask[t]) << ", expected 0/1");
+    if (t > 0) targets += loss_mask[t];
+  }
+  LOOM_CHECK(targets <= INT32_MAX, "sample " << sample << " has too many loss tokens");
+  auto lock = detail::lockHdf5();
+  int64_t done = 0;
+  while (done < length) {
+    const int64_t room = s.options.chunk_elements - static_cast<int64_t>(s.token_buffer.size());
+    const int64_t take = std::min(room, length - done);
+    s.token_buffer.insert(s.token_buffer.end(), tokens + done, tokens + done + take);
+    const size_t mask_start = s.mask_buffer.size();
+    s.mask_buffer.insert(s.mask_buffer.end(), loss_mask + done, loss_mask + done + take);
+    if (done == 0 && take > 0) s.mask_buffer[mask_start] = 0;  // never a target: see header
+    done += take;
+    if (static_cast<int64_t>(s.token_buffer.size()) == s.options.chunk_elements) s.flushBuffers();
+  }
+  s.offsets.push_back(s.offsets.back() + length);
+  s.loss_tokens.push_back(static_cast<int32_t>(targets));
+  s.num_loss_tokens += targets;
+}
+
+void Hdf5DatasetWriter::finish() {
+  Impl& s = *impl_;
+  LOOM_CHECK(!s.finished, "finish() called twice on " << s.path);
+  {
+    auto lock = detail::lockHdf5();
+    s.flushBuffers();
+    const hid_t file = s.file.get();
+    detail::writeWholeDataset(file, kOffsetsDataset, H5T_STD_I64LE, H5T_NATIVE_INT64,
+                              s.offsets.data(), s.offsets.size());
+    detail::writeWholeDataset(file, kLossTokensDataset, H5T_STD_I32LE, H5T_NATIVE_INT32,
+                              s.loss_tokens.data(), s.loss_tokens.size());
+    const Hdf5DatasetInfo& info = s.info;
+    detail::writeStringAttribute(file, "format", kTokensFormatName);
+    detail::writeIntAttribute(file, "format_version", kTokensFormatVersion);
+    detail::writeStringAttribute(file, "tokenizer_hash", info.tokenizer_hash);
+    detail::writeIntAttribute(file, "vocab_size", info.vocab_size);
+    detail::writeIntAttribute(file, "eos_id", info.eos_id);
+    detail::writeIntAttribute(file, "pad_id", info.pad_id);
+    detail::writeStringArrayAttribute(file, "source_files", info.source_files);
+    detail::writeStringAttribute(file, "template", info.template_name);
+    detail::writeStringAttribute(file, "created",
+                                 info.created.empty() ? detail::nowIso8601() : info.created);
+    detail::writeIntAttribute(file, "num_samples", numSamples());
+    detail::writeIntAttribute(file, "num_tokens", numTokens());
+    detail::writeIntAttribute(file, "num_loss_tokens", s.num_loss_tokens);
+    LOOM_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0,
+               "cannot flush " << s.temp_path << ": " << detail::hdf5ErrorText());
+    s.closeHandles();
+  }
+  fsyncPath(s.temp_path);
+  std::error_code ec;
+  std::filesystem::rename(s.temp_path, s.path, ec);
+  LOOM_CHECK(!ec, "cannot rename " << s.temp_path << " to " << s.path << ": " << ec.message());
+  s.finished = true;
+  fsyncPath(s.path.has_parent_path() ? s.path.parent_path() : std::filesystem::path("."));
+}
+
+int64_t Hdf5DatasetWriter::numSamples() const {
+  return static_cast<int64_t>(impl_->loss_tokens.size());
+}
+int64_t Hdf5DatasetWriter::numTokens() const { return impl_->offsets.back(); }
+int64_t Hdf5DatasetWriter::numLossTokens() const { return impl_->num_loss_tokens; }
+const std::filesystem::path& Hdf5DatasetWriter::path() const { return impl_->path; }
+
+// ======================================================================== reader
+
+struct Hdf5Dataset::Impl {
+  std::filesystem::path path;
+  detail::Place place;
+  Hdf5DatasetInfo info;
+  H5Id file;
+  H5Id tokens;
+  H5Id loss_mask;
+  std::vector<int64_t> offsets;      // [n + 1]
+  std::vector<int32_t> loss_tokens;  // [n]
+
+  int64_t numSamples() const { return static_cast<int64_t>(loss_tokens.size()); }
+
+  void open(int64_t model_vocab_size);
+  void validateSample(int64_t sample, const int32_t* tok, const uint8_t* mask) const;
+};
+
+void Hdf5Dataset::Impl::open(int64_t model_vocab_size) {
+  const std::string& name = place.file;
+  std::error_code ec;
+  LOOM_INPUT_CHECK(std::filesystem::exists(path, ec), "data file " << name << ": no such file");
+  LOOM_INPUT_CHECK(std::filesystem::is_regular_file(path, ec),
+                   "data file " << name << ": not a regular file");
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  H5Eclear2(H5E_DEFAULT);
+  LOOM_INPUT_CHECK(is_hdf5 > 0, "data file " << name
+                                             << " is not an HDF5 file (expected a token file "
+                                                "written by `trainer prepare`)");
+  file = detail::fileId(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  LOOM_INPUT_CHECK(file.valid(), "data file " << name
+                                              << ": cannot be opened as HDF5, the file is "
+                                                 "truncated or damaged ("
+                                              << detail::hdf5ErrorText() << ")");
+  const hid_t f = file.get();
+
+  LOOM_INPUT_CHECK(detail::hasAttribute(f, "format"),
+                   name << ": no root attribute 'format'; expected '" << kTokensFormatName
+                        << "' (a token file written by `trainer prepare`)");
+  const std::string format = detail::readString(f, "format", place);
+  LOOM_INPUT_CHECK(format == kTokensFormatName, name << ": attribute 'format' is '" << format
+                                                     << "', expected '" << kTokensFormatName
+                                                     << "'");
+  LOOM_INPUT_CHECK(detail::hasAttribute(f, "format_version"),
+                   name << ": no root attribute 'format_version'");
+  info.format_version = detail::readInt(f, "format_version", place);
+  LOOM_INPUT_CHECK(info.format_version == kTokensFormatVersion,
+                   name << ": format_version " << info.format_version
+                        << " is not supported by this build (expected " << kTokensFormatVersion
+                        << "); re-run `trainer prepare` with this version");
+  LOOM_INPUT_CHECK(detail::hasAttribute(f, "vocab_size"),
+                   name << ": no root attribute 'vocab_size'");
+  info.vocab_size = detail::readInt(f, "vocab_size", place);
+  LOOM_INPUT_CHECK(info.vocab_size > 0,
+                   name << ": attribute 'vocab_size' is " << info.vocab_size << ", expected > 0");
+  if (model_vocab_size > 0) {
+    LOOM_INPUT_CHECK(info.vocab_size <= model_vocab_size,
+                     name << ": tokenized with a vocabulary of " << info.vocab_size
+                          << " ids but the model has " << model_vocab_size
+                          << " embedding rows; prepare the data with the model's tokenizer");
+  }
+  auto optionalString = [&](const char* key) {
+    return detail::hasAttribute(f, key) ? detail::readString(f, key, place) : std::string();
+  };
+  auto optionalInt = [&](const char* key, int64_t fallback) {
+    return detail::hasAttribute(f, key) ? detail::readInt(f, key, place) : fallback;
+  };
+  info.tokenizer_hash = optionalString("tokenizer_hash");
+  info.eos_id = optionalInt("eos_id", -1);
+  info.pad_id = optionalInt("pad_id", -1);
+  if (detail::hasAttribute(f, "source_files")) {
+    info.source_files = detail::readStrings(f, "source_files", place);
+  }
+  info.template_name = optionalString("template");
+  info.created = optionalString("created");
+
+  auto [offsets_ds, num_offsets] =
+      detail::openArray(f, kOffsetsDataset, "int64 [num_samples + 1]", place);
+  auto [loss_ds, num_samples] =
+      detail::openArray(f, kLossTokensDataset, "int32 [num_samples]", place);
+  auto [tokens_ds, num_tokens] = detail::openArray(f, kTokensDataset, "int32 [num_tokens]", place);
+  auto [mask_ds, num_mask] = detail::openArray(f, kLossMaskDataset, "uint8 [num_tokens]", place);
+  LOOM_INPUT_CHECK(num_offsets == num_samples + 1,
+                   name << ": /offsets has " << num_offsets << " entries but /loss_tokens has "
+                        << num_samples << "; expected num_samples + 1 = " << num_samples + 1);
+  LOOM_INPUT_CHECK(num_tokens == num_mask, name << ": /tokens has " << num_tokens
+                                                << " entries but /loss_mask has " << num_mask
+                                                << "; expected equal lengths");
+  offsets = detail::readWholeArray<int64_t>(offsets_ds.get(), H5T_NATIVE_INT64, num_offsets,
+                                            kOffsetsDataset, place);
+  loss_tokens = detail::readWholeArray<int32_t>(loss_ds.get(), H5T_NATIVE_INT32, num_samples,
+                                                kLossTokensDataset, place);
+  LOOM_INPUT_CHECK(offsets[0] == 0, name << ": /offsets[0] is " << offsets[0] << ", expected 0");
+  for (int64_t i = 0; i < num_samples; ++i) {
+    const int64_t length = offsets[i + 1] - offsets[i];
+    LOOM_INPUT_CHECK(length >= 0, name << ": sample " << i << ": /offsets decreases (" << offsets[i]
+                                       << " then " << offsets[i + 1]
+                                       << "); offsets must be non-decreasing");
+    LOOM_INPUT_CHECK(loss_tokens[i] >= 0 && loss_tokens[i] <= std::max<int64_t>(length - 1, 0),
+                     name << ": sample " << i << ": /loss_tokens is " << loss_tokens[i]
+                          << " but the sample has " << length << " tokens (at most "
+                          << std::max<int64_t>(length - 1, 0) << " targets)");
+  }
+  LOOM_INPUT_CHECK(offsets.back() == num_tokens, name << ": /offsets ends at " << offsets.back()
+                                                      << " but /tokens has " << num_tokens
+                                                      << " entries; expected equal");
+
+  info.num_samples = num_samples;
+  info.num_tokens = num_tokens;
+  info.num_loss_tokens = std::accumulate(loss_tokens.begin(), loss_tokens.end(), int64_t{0});
+  auto checkCount = [&](const char* key, int64_t actual) {
+    if (!detail::hasAttribute(f, key)) return;
+    const int64_t stored = detail::readInt(f, key, place);
+    LOOM_INPUT_CHECK(stored == actual, name << ": attribute '" << key << "' says " << stored
+                                            << " but the arrays hold " << actual);
+  };
+  checkCount("num_samples", info.num_samples);
+  checkCount("num_tokens", info.num_tokens);
+  checkCount("num_loss_tokens", info.num_loss_tokens);
+  tokens = detail::withoutChunkCache(std::move(tokens_ds), f, kTokensDataset);
+  loss_mask = detail::withoutChunkCache(std::move(mask_ds), f, kLossMaskDataset);
+}
+
+void Hdf5Dataset::Impl::validateSample(int64_t sample, const int32_t* tok,
+                                       const uint8_t* mask) const {
+  const int64_t length = offsets[sample + 1] - offsets[sample];
+  int64_t targets = 0;
+  for (int64_t t = 0; t < length; ++t) {
+    LOOM_INPUT_CHECK(tok[t] >= 0 && tok[t] < info.vocab_size,
+                     place.file << ": sample " << sample << " position " << t << ": token id "
+                                << tok[t] << " is outside the vocabulary [0, " << info.vocab_size
+                                << ")");
+    LOOM_INPUT_CHECK(mask[t] <= 1, place.file << ": sample " << sample << " position " << t
+                                              << ": /loss_mask value " << int{mask[t]}
+                                              << ", expected 0 or 1");
+    if (t > 0) targets += mask[t];
+  }
+  LOOM_INPUT_CHECK(targets == loss_tokens[sample],
+                   place.file << ": sample " << sample << ": /loss_tokens says "
+                              << loss_tokens[sample] << " but /loss_mask marks " << targets
+                              << " targets after the first token");
+}
+
+Hdf5Dataset::Hdf5Dataset(const std::filesystem::path& path, int64_t model_vocab_size)
+    : impl_(std::make_unique<Impl>()) {
+  auto lock = detail::lockHdf5();
+  impl_->path = path;
+  impl_->place.file = path.string();
+  impl_->open(model_vocab_size);
+}
+
+Hdf5Dataset::~Hdf5Dataset() = default;
+Hdf5Dataset::Hdf5Dataset(Hdf5Dataset&&) noexcept = default;
+Hdf5Dataset& Hdf5Dataset::operator=(Hdf5Dataset&&) noexcept = default;
+
+const std::filesystem::path& Hdf5Dataset::path() const { return impl_->path; }
+const Hdf5DatasetInfo& Hdf5Dataset::info() const { return impl_->info; }
+int64_t Hdf5Dataset::numSamples() const { return impl_->numSamples(); }
+int64_t Hdf5Dataset::numTokens() const { return impl_->offsets.back(); }
+const std::vector<int64_t>& Hdf5Dataset::offsets() const { return impl_->offsets; }
+const std::vector<int32_t>& Hdf5Dataset::lossTokens() const { return impl_->loss_tokens; }
+
+int64_t Hdf5Dataset::sampleLength(int64_t i) const {
+  LOOM_CHECK(i >= 0 && i < numSamples(),
+             "sample " << i << " out of range [0, " << numSamples() << ") of " << impl_->path);
+  return impl_->offsets[i + 1] - impl_->offsets[i];
+}
+
+std::vector<int64_t> Hdf5Dataset::lengths() const {
+  std::vector<int64_t> out(static_cast<size_t>(numSamples()));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = impl_->offsets[i + 1] - impl_->offsets[i];
+  return out;
+}
+
+std::vector<int64_t> Hdf5Dataset::lossTokensWithin(int64_t max_length) const {
+  LOOM_CHECK(max_length > 0, "max_length must be > 0, got " << max_length);
+  const Impl& s = *impl_;
+  std::vector<int64_t> out(s.loss_tokens.begin(), s.loss_tokens.end());
+  std::vector<uint8_t> mask;
+  auto lock = detail::lockHdf5();
+  for (int64_t i = 0; i < s.numSamples(); ++i) {
+    if (s.offsets[i + 1] - s.offsets[i] <= max_length) continue;
+    mask.resize(static_cast<size_t>(max_length));
+    detail::readRange(s.loss_mask.get(), H5T_NATIVE_UINT8, s.offsets[i], max_length, mask.data(),
+                      kLossMaskDataset, s.place);
+    int64_t targets = 0;
+    for (int64_t t = 1; t < max_length; ++t) targets += mask[t] ? 1 : 0;
+    out[i] = targets;
+  }
+  return out;
+}
+
+Sample Hdf5Dataset::readSample(int64_t i) const {
+  SampleBatch batch = readSamples({i});
+  Sample sample;
+  sample.index = i;
+  sample.tokens = std::move(batch.tokens);
+  sample.loss_mask = std::move(batch.loss_mask);
+  return sample;
+}
+
+SampleBatch Hdf5Dataset::readSamples(const std::vector<int64_t>& indices) const {
+  const Impl& s = *impl_;
+  for (int64_t i : indices) {
+    LOOM_CHECK(i >= 0 && i < s.numSamples(),
+               "sample " << i << " out of range [0, " << s.numSamples() << ") of " << s.path);
+  }
+  // Distinct samples in file order; offsets are non-decreasing, so index order is file order.
+  std::vector<int64_t> unique = indices;
+  std::sort(unique.begin(), unique.end());
+  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+
+  std::vector<int64_t> staged_at(unique.size());  // [u] start of unique[u] in the staging buffers
+  int64_t staged = 0;
+  for (size_t u = 0; u < unique.size(); ++u) {
+    staged_at[u] = staged;
+    staged += s.offsets[unique[u] + 1] - s.offsets[unique[u]];
+  }
+  std::vector<int32_t> tokens(static_cast<size_t>(staged));  // [staged]
+  std::vector<uint8_t> mask(static_cast<size_t>(staged));    // [staged]
+  // Runs of samples that lie back to back in the file become one block each.
+  std::vector<std::pair<int64_t, int64_t>> blocks;  // (start, count) in file order
+  for (int64_t id : unique) {
+    const int64_t start = s.offsets[id];
+    const int64_t count = s.offsets[id + 1] - start;
+    if (count == 0) continue;
+    if (!blocks.empty() && blocks.back().first + blocks.back().second == start) {
+      blocks.back().second += count;
+    } else {
+      blocks.emplace_back(start, count);
+    }
+  }
+  if (staged > 0) {
+    auto lock = detail::lockHdf5();
+    detail::readBlocks(s.tokens.get(), H5T_NATIVE_INT32, sizeof(int32_t), blocks, tokens.data(),
+                       kTokensDataset, s.place);
+    detail::readBlocks(s.loss_mask.get(), H5T_NATIVE_UINT8, sizeof(uint8_t), blocks, mask.data(),
+                       kLossMaskDataset, s.place);
+  }
+  for (size_t u = 0; u < unique.size(); ++u) {
+    s.validateSample(unique[u], tokens.data() + staged_at[u], mask.data() + staged_at[u]);
+  }
+
+  SampleBatch batch;
+  batch.sample_ids = indices;
+  batch.offsets.reserve(indices.size() + 1);
+  batch.offsets.push_back(0);
+  for (int64_t i : indices)
+    batch.offsets.push_back(batch.offsets.back() + s.offsets[i + 1] - s.offsets[i]);
+  if (indices == unique) {  // the common case: ascending distinct ids, no reordering needed
+    batch.tokens = std::move(tokens);
+    batch.loss_mask = std::move(mask);
+    return batch;
+  }
+  batch.tokens.resize(static_cast<size_t>(batch.offsets.back()));
+  batch.loss_mask.resize(static_cast<size_t>(batch.offsets.back()));
+  for (size_t j = 0; j < indices.size(); ++j) {
+    const size_t u = static_cast<size_t>(
+        std::lower_bound(unique.begin(), unique.end(), indices[j]) - unique.begin());
+    const int64_t length = batch.offsets[j + 1] - batch.offsets[j];
+    std::copy_n(tokens.begin() + staged_at[u], length, batch.tokens.begin() + batch.offsets[j]);
+    std::copy_n(mask.begin() + staged_at[u], length, batch.loss_mask.begin() + batch.offsets[j]);
+  }
+  return batch;
+}
+
+// ======================================================================== prefetcher
+
+Prefetcher::Prefetcher(const Hdf5Dataset& dataset) : dataset_(dataset) {
+  worker_ = std::thread([this] { run(); });
+}
+
+Prefetcher::~Prefetcher() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+}
+
+std::future<SampleBatch> Prefetcher::request(std::vector<int64_t> indices) {
+  Job job{std::move(indices), {}};
+  auto future = job.promise.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  wake_.notify_one();
+  return future;
+}
+
+void Prefetcher::submit(std::vector<int64_t> indices) {
+  auto future = request(std::move(indices));
+  std::lock_guard<std::mutex> lock(mutex_);
+  submitted_.push_back(std::move(future));
+}
+
+SampleBatch Prefetcher::next() {
+  std::future<SampleBatch> future;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    LOOM_CHECK(!submitted_.empty(), "Prefetcher::next() with no submitted read");
+    future = std::move(submitted_.front());
+    submitted_.pop_front();
+  }
+  return future.get();
+}
+
+int64_t Prefetcher::pending() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(submitted_.size());
+}
+
+void Prefetcher::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+      if (stop_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    try {
+      job.promise.set_value(dataset_.readSamples(job.indices));
+    } catch (...) {
+      job.promise.set_exception(std::current_exception());
+    }
+  }
+}
+
+}  // namespace loom
