@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "commands.hpp"
 #include "loom/comm/device.hpp"
 #include "loom/comm/rank_settings.hpp"
 #include "loom/comm/world.hpp"
@@ -128,6 +129,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   app.footer("Exit codes: 0 ok, 1 failure, 2 bad input (config, data, command line).");
+  // Subcommands run without MPI; the bare `trainer --config` form is the training job.
+  std::vector<loom::cli::Command> commands = {loom::cli::addPrepareCommand(app)};
+  app.require_subcommand(0, 1);
 
   try {
     app.parse(argc, argv);
@@ -138,6 +142,19 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return loom::kExitBadInput;
+  }
+  for (auto& command : commands) {
+    if (command.app->parsed()) {
+      try {
+        return command.run();
+      } catch (const loom::InputError& e) {
+        std::cerr << "trainer " << command.app->get_name() << ": " << e.what() << std::endl;
+        return loom::kExitBadInput;
+      } catch (const std::exception& e) {
+        std::cerr << "trainer " << command.app->get_name() << ": error: " << e.what() << std::endl;
+        return loom::kExitFailure;
+      }
+    }
   }
   if (opt.config_path.empty()) {
     std::cerr << "trainer: --config FILE is required (see trainer --help)" << std::endl;
