@@ -1,6 +1,7 @@
 // The trainer's command line as a user meets it: exit codes and messages for bad input.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <regex>
 
 #include "support/test_support.hpp"
@@ -177,6 +178,19 @@ TEST(Cli, DryRunPrintsTheWorld) {
   EXPECT_TRUE(std::regex_search(r.output, std::regex("\\n0 +\\S+ +0 +cpu +- +mpi +2\\.500 +3 +fp32")))
       << r.output;
   EXPECT_NE(r.output.find("the CPU computes in fp32"), std::string::npos) << r.output;
+}
+
+TEST(Cli, ShippedConfigsAreValid) {
+  int checked = 0;
+  for (const char* dir : {"configs", "cluster"}) {
+    for (const auto& entry : std::filesystem::directory_iterator(testing::sourceDir() / dir)) {
+      if (entry.path().extension() != ".yaml") continue;
+      const auto r = runProcess({trainerPath(), "--config", entry.path().string(), "--print-config"});
+      EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 2);
 }
 
 TEST(Cli, DryRunRejectsADeviceTheHostLacks) {
