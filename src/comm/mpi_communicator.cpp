@@ -1,0 +1,99 @@
+// MPI collectives on tensors. CUDA tensors go through host memory; 16-bit floats are summed
+// in fp32 (MPI has no bf16/fp16 reduction), so a sum here equals the fp32 sum of the inputs.
+#include <mpi.h>
+#include <torch/torch.h>
+
+#include "loom/comm/communicator.hpp"
+#include "loom/comm/world.hpp"
+#include "loom/core/error.hpp"
+
+namespace loom {
+
+namespace {
+
+void checkMpi(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  LOOM_CHECK(false, call << " failed: " << std::string(text, len));
+}
+
+MPI_Datatype mpiType(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kInt: return MPI_INT32_T;
+    case at::kLong: return MPI_INT64_T;
+    case at::kByte: return MPI_UINT8_T;
+    case at::kChar: return MPI_INT8_T;
+    default: break;
+  }
+  LOOM_CHECK(false, "no MPI datatype for " << c10::toString(t));
+}
+
+/// A contiguous host tensor MPI can use directly: `t` itself when it already is one.
+at::Tensor hostStaging(const at::Tensor& t) {
+  at::Tensor h = t;
+  if (h.scalar_type() == at::kHalf || h.scalar_type() == at::kBFloat16) h = h.to(at::kFloat);
+  if (!h.device().is_cpu()) h = h.to(at::kCPU);
+  return h.contiguous();
+}
+
+/// Writes `staged` back into `t` when staging made a copy.
+void copyBack(at::Tensor& t, const at::Tensor& staged) {
+  if (!staged.is_same(t)) t.copy_(staged);
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(const World& world)
+      : comm_(*static_cast<MPI_Comm*>(world.nativeComm())), rank_(world.rank()), size_(world.size()) {}
+
+  void allReduceSum(at::Tensor& tensor) override {
+    at::Tensor h = hostStaging(tensor);
+    checkMpi(MPI_Allreduce(MPI_IN_PLACE, h.data_ptr(), static_cast<int>(h.numel()),
+                           mpiType(h.scalar_type()), MPI_SUM, comm_),
+             "MPI_Allreduce");
+    copyBack(tensor, h);
+  }
+
+  void broadcast(at::Tensor& tensor, int root) override {
+    at::Tensor h = hostStaging(tensor);
+    checkMpi(MPI_Bcast(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()), root,
+                       comm_),
+             "MPI_Bcast");
+    copyBack(tensor, h);
+  }
+
+  at::Tensor allGather(const at::Tensor& tensor) override {
+    at::Tensor h = hostStaging(tensor);
+    std::vector<int64_t> shape = {size_};
+    for (auto d : h.sizes()) shape.push_back(d);
+    at::Tensor out = at::empty(shape, h.options());
+    checkMpi(MPI_Allgather(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
+                           out.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
+                           comm_),
+             "MPI_Allgather");
+    return out.to(tensor.device()).to(tensor.scalar_type());
+  }
+
+  void barrier() override { checkMpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+  Backend backend() const override { return Backend::kMpi; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+ private:
+  MPI_Comm comm_;
+  int rank_;
+  int size_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> makeMpiCommunicator(const World& world) {
+  return std::make_unique<MpiCommunicator>(world);
+}
+
+}  // namespace loom
