@@ -54,14 +54,18 @@ if(LOOM_BUILD_TESTS)
 endif()
 if(LOOM_WITH_CUDA)
   find_package(NCCL REQUIRED)
-  # One CUDA runtime per process: the one libtorch was built with (the nvidia wheel beside
-  # torch) must be found before the toolkit's, whose libcudart.so.13 has the same soname.
-  foreach(_dir "${LOOM_SITE_PACKAGES}/nvidia/cu13/lib" "${LOOM_SITE_PACKAGES}/nvidia/cuda_runtime/lib")
-    if(EXISTS "${_dir}")
-      list(APPEND CMAKE_BUILD_RPATH "${_dir}")
-    endif()
-  endforeach()
 endif()
+# One CUDA runtime and one NCCL per process: those libtorch was built with (the nvidia
+# wheels beside torch) must be found before the toolkit's, which carry the same sonames.
+# Also with LOOM_WITH_CUDA=OFF: a CUDA torch wheel's libtorch_cuda.so still needs them at
+# link time (-rpath-link) and at run time.
+foreach(_dir "${LOOM_SITE_PACKAGES}/nvidia/cu13/lib" "${LOOM_SITE_PACKAGES}/nvidia/cuda_runtime/lib"
+             "${LOOM_SITE_PACKAGES}/nvidia/nccl/lib")
+  if(EXISTS "${_dir}")
+    list(APPEND CMAKE_BUILD_RPATH "${_dir}")
+    add_link_options("LINKER:-rpath-link,${_dir}")
+  endif()
+endforeach()
 
 # yaml-cpp 0.7's config names its target yaml-cpp; later ones yaml-cpp::yaml-cpp.
 if(TARGET yaml-cpp::yaml-cpp)

@@ -60,7 +60,7 @@ class Projection : public torch::nn::Module {
   bool hasLora() const { return lora_a_.defined(); }
 
   at::Tensor& weight() { return weight_; }
-  at::Tensor& bias() { return bias_; }  ///< undefined when the projection has no bias
+  at::Tensor& bias() { return bias_; }     ///< undefined when the projection has no bias
   at::Tensor& loraA() { return lora_a_; }  ///< [r, in]; undefined without LoRA
   at::Tensor& loraB() { return lora_b_; }  ///< [out, r]; undefined without LoRA
   double loraScaling() const { return lora_scaling_; }

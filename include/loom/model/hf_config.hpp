@@ -33,10 +33,10 @@ struct HfConfig {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;     ///< bias on q/k/v/o (llama, qwen3)
-  bool qkv_bias = false;           ///< bias on q/k/v only (always true for qwen2)
-  bool mlp_bias = false;           ///< llama's mlp_bias
-  bool qk_norm = false;            ///< per-head RMSNorm on q and k before RoPE (qwen3)
+  bool attention_bias = false;          ///< bias on q/k/v/o (llama, qwen3)
+  bool qkv_bias = false;                ///< bias on q/k/v only (always true for qwen2)
+  bool mlp_bias = false;                ///< llama's mlp_bias
+  bool qk_norm = false;                 ///< per-head RMSNorm on q and k before RoPE (qwen3)
   std::string torch_dtype = "float32";  ///< "float32" | "bfloat16" | "float16"
 
   /// Checks internal consistency (heads divide, positive sizes); InputError naming `source`.

@@ -55,14 +55,14 @@ std::string hfConfigJson(const HfConfig& config);
 
 /// Parameter counts of an architecture, computed from the config alone (nothing allocated).
 struct ParameterCounts {
-  int64_t embedding = 0;   ///< embed_tokens
-  int64_t attention = 0;   ///< q/k/v/o (+ biases, q/k norms), all layers
-  int64_t mlp = 0;         ///< gate/up/down, all layers
-  int64_t norms = 0;       ///< layer norms and the final norm
-  int64_t lm_head = 0;     ///< 0 when tied
+  int64_t embedding = 0;  ///< embed_tokens
+  int64_t attention = 0;  ///< q/k/v/o (+ biases, q/k norms), all layers
+  int64_t mlp = 0;        ///< gate/up/down, all layers
+  int64_t norms = 0;      ///< layer norms and the final norm
+  int64_t lm_head = 0;    ///< 0 when tied
   int64_t total = 0;
-  int64_t lora = 0;        ///< LoRA A and B, when a LoRA spec is given
-  int64_t trainable = 0;   ///< LoRA: lora; full: total
+  int64_t lora = 0;       ///< LoRA A and B, when a LoRA spec is given
+  int64_t trainable = 0;  ///< LoRA: lora; full: total
 };
 
 /// Counts parameters; `lora` null means full-parameter fine-tuning.
@@ -73,7 +73,8 @@ struct MemoryEstimate {
   std::string dtype;
   uint64_t weights = 0;    ///< base weights in `dtype` + LoRA weights in fp32
   uint64_t gradients = 0;  ///< one gradient per trainable parameter, in its dtype
-  uint64_t optimizer = 0;  ///< AdamW: two fp32 moments; full mode below fp32 adds an fp32 master copy
+  uint64_t optimizer =
+      0;  ///< AdamW: two fp32 moments; full mode below fp32 adds an fp32 master copy
   uint64_t total() const { return weights + gradients + optimizer; }
 };
 

@@ -73,9 +73,7 @@ class SafetensorsCheckpoint {
   bool contains(const std::string& name) const { return owner_.count(name) != 0; }
   /// The file holding `name`; InputError naming the checkpoint when absent.
   const SafetensorsFile& fileOf(const std::string& name) const;
-  const SafetensorsEntry& entry(const std::string& name) const {
-    return fileOf(name).entry(name);
-  }
+  const SafetensorsEntry& entry(const std::string& name) const { return fileOf(name).entry(name); }
   at::Tensor tensor(const std::string& name) const { return fileOf(name).tensor(name); }
   /// What the checkpoint was opened from (for messages).
   const std::filesystem::path& source() const { return source_; }

@@ -1,0 +1,414 @@
+#include "loom/model/decoder.hpp"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "loom/core/error.hpp"
+
+namespace loom {
+namespace detail {
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks. Each mirrors its transformers counterpart op for op, so that fp32 results
+// agree to rounding and bf16 results round the same way.
+
+/// LlamaRMSNorm / Qwen3RMSNorm: normalise in fp32, cast back, then scale by the weight.
+class RmsNorm : public torch::nn::Module {
+ public:
+  RmsNorm(int64_t dim, double eps, const at::TensorOptions& options) : eps_(eps) {
+    weight_ = register_parameter("weight", at::ones({dim}, options));
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    const auto input_dtype = x.scalar_type();
+    auto h = x.to(at::kFloat);
+    auto variance = h.pow(2).mean(-1, /*keepdim=*/true);
+    h = h * at::rsqrt(variance + eps_);
+    return weight_ * h.to(input_dtype);
+  }
+
+ private:
+  double eps_;
+  at::Tensor weight_;
+};
+
+/// Holds a single `weight` parameter (embed_tokens, lora_A, lora_B).
+class WeightHolder : public torch::nn::Module {
+ public:
+  explicit WeightHolder(at::Tensor w) { weight = register_parameter("weight", std::move(w)); }
+  at::Tensor weight;
+};
+
+at::Tensor rotateHalf(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+}
+
+/// Where attention happens. On CPU (and on GPU until the varlen kernel lands) this is SDPA
+/// with a boolean mask when rows are packed, or SDPA's causal path when they are not.
+/// A flash-attention varlen path plugs in here: it wants cumulative document lengths
+/// (cu_seqlens) derived from `documents` instead of a [T, T] mask.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& mask, double scale) {
+  // q [B, Hq, T, D], k/v [B, Hkv, T, D], mask [B, 1, T, T] bool or undefined
+  const bool gqa = q.size(1) != k.size(1);
+  if (mask.defined()) {
+    return at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false, scale, gqa);
+  }
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, gqa);
+}
+
+class Attention : public torch::nn::Module {
+ public:
+  Attention(const HfConfig& c, const at::TensorOptions& options)
+      : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
+    const bool qkv_bias = c.attention_bias || c.qkv_bias;
+    q_proj = register_module("q_proj", std::make_shared<Projection>(
+                                           c.hidden_size, heads_ * head_dim_, qkv_bias, options));
+    k_proj = register_module(
+        "k_proj",
+        std::make_shared<Projection>(c.hidden_size, kv_heads_ * head_dim_, qkv_bias, options));
+    v_proj = register_module(
+        "v_proj",
+        std::make_shared<Projection>(c.hidden_size, kv_heads_ * head_dim_, qkv_bias, options));
+    o_proj = register_module(
+        "o_proj",
+        std::make_shared<Projection>(heads_ * head_dim_, c.hidden_size, c.attention_bias, options));
+    if (c.qk_norm) {
+      q_norm =
+          register_module("q_norm", std::make_shared<RmsNorm>(head_dim_, c.rms_norm_eps, options));
+      k_norm =
+          register_module("k_norm", std::make_shared<RmsNorm>(head_dim_, c.rms_norm_eps, options));
+    }
+  }
+
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     const at::Tensor& mask) {
+    // x [B, T, hidden]; cos/sin [B, T, D]
+    const int64_t b = x.size(0), t = x.size(1);
+    auto q = q_proj->forward(x).view({b, t, heads_, head_dim_});     // [B, T, Hq, D]
+    auto k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_});  // [B, T, Hkv, D]
+    auto v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_});  // [B, T, Hkv, D]
+    if (q_norm) {
+      q = q_norm->forward(q);
+      k = k_norm->forward(k);
+    }
+    q = q.transpose(1, 2);                                  // [B, Hq, T, D]
+    k = k.transpose(1, 2);                                  // [B, Hkv, T, D]
+    v = v.transpose(1, 2);                                  // [B, Hkv, T, D]
+    const auto c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // [B, 1, T, D]
+    q = q * c + rotateHalf(q) * s;
+    k = k * c + rotateHalf(k) * s;
+    auto out = attend(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+    out = out.transpose(1, 2).reshape({b, t, heads_ * head_dim_});  // [B, T, Hq * D]
+    return o_proj->forward(out);
+  }
+
+  std::shared_ptr<Projection> q_proj, k_proj, v_proj, o_proj;
+  std::shared_ptr<RmsNorm> q_norm, k_norm;
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+};
+
+class Mlp : public torch::nn::Module {
+ public:
+  Mlp(const HfConfig& c, const at::TensorOptions& options) {
+    const bool bias = c.mlp_bias;
+    gate_proj = register_module(
+        "gate_proj",
+        std::make_shared<Projection>(c.hidden_size, c.intermediate_size, bias, options));
+    up_proj = register_module(
+        "up_proj", std::make_shared<Projection>(c.hidden_size, c.intermediate_size, bias, options));
+    down_proj = register_module(
+        "down_proj",
+        std::make_shared<Projection>(c.intermediate_size, c.hidden_size, bias, options));
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  }
+  std::shared_ptr<Projection> gate_proj, up_proj, down_proj;
+};
+
+class DecoderLayer : public torch::nn::Module {
+ public:
+  DecoderLayer(const HfConfig& c, const at::TensorOptions& options) {
+    input_layernorm = register_module(
+        "input_layernorm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, options));
+    self_attn = register_module("self_attn", std::make_shared<Attention>(c, options));
+    post_attention_layernorm =
+        register_module("post_attention_layernorm",
+                        std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, options));
+    mlp = register_module("mlp", std::make_shared<Mlp>(c, options));
+  }
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     const at::Tensor& mask) {
+    auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask);
+    return h + mlp->forward(post_attention_layernorm->forward(h));
+  }
+  std::shared_ptr<RmsNorm> input_layernorm, post_attention_layernorm;
+  std::shared_ptr<Attention> self_attn;
+  std::shared_ptr<Mlp> mlp;
+};
+
+/// `model.*` of a *ForCausalLM: embed_tokens, layers.N, norm.
+class DecoderBody : public torch::nn::Module {
+ public:
+  DecoderBody(const HfConfig& c, const at::TensorOptions& options) {
+    embed_tokens = register_module("embed_tokens", std::make_shared<WeightHolder>(at::empty(
+                                                       {c.vocab_size, c.hidden_size}, options)));
+    auto list = register_module("layers", std::make_shared<torch::nn::Module>("layers"));
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+      layers.push_back(
+          list->register_module(std::to_string(i), std::make_shared<DecoderLayer>(c, options)));
+    }
+    norm =
+        register_module("norm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, options));
+  }
+  std::shared_ptr<WeightHolder> embed_tokens;
+  std::vector<std::shared_ptr<DecoderLayer>> layers;
+  std::shared_ptr<RmsNorm> norm;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Activation checkpointing. libtorch has no torch.utils.checkpoint: this is its reentrant
+// variant. Forward runs the layer without a graph; backward re-runs it with the RNG state of
+// the forward (LoRA dropout draws the same mask) and back-propagates through the recomputed
+// graph, which accumulates the layer's parameter gradients and yields the input gradient.
+
+class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& cos, const at::Tensor& sin,
+                            const std::optional<at::Tensor>& mask, DecoderLayer* layer) {
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    auto gen = at::globalContext().defaultGenerator(x.device());
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      ctx->saved_data["rng"] = gen.get_state();
+    }
+    // An optional mask: autograd refuses undefined tensors among a Function's inputs.
+    const at::Tensor m = mask.has_value() ? *mask : at::Tensor();
+    ctx->save_for_backward({x, cos, sin});
+    if (m.defined()) ctx->saved_data["mask"] = m;
+    at::NoGradGuard no_grad;
+    return layer->forward(x, cos, sin, m);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto* layer = reinterpret_cast<DecoderLayer*>(ctx->saved_data["layer"].toInt());
+    const auto saved = ctx->get_saved_variables();
+    auto x = saved[0].detach().requires_grad_(true);
+    auto gen = at::globalContext().defaultGenerator(x.device());
+    at::Tensor rng_now;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      rng_now = gen.get_state();
+      gen.set_state(ctx->saved_data["rng"].toTensor());
+    }
+    at::Tensor out;
+    {
+      at::AutoGradMode enable_grad(true);
+      const auto it = ctx->saved_data.find("mask");
+      const at::Tensor mask = it == ctx->saved_data.end() ? at::Tensor() : it->second.toTensor();
+      out = layer->forward(x, saved[1], saved[2], mask);
+    }
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(rng_now);
+    }
+    torch::autograd::backward({out}, {grad_out[0]});
+    return {x.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Projection
+
+Projection::Projection(int64_t in_features, int64_t out_features, bool bias,
+                       const at::TensorOptions& options)
+    : in_features_(in_features), out_features_(out_features) {
+  weight_ = register_parameter("weight", at::empty({out_features, in_features}, options));
+  if (bias) bias_ = register_parameter("bias", at::zeros({out_features}, options));
+}
+
+at::Tensor Projection::forward(const at::Tensor& x) {
+  auto y = at::linear(x, weight_, bias_);  // [..., out]
+  if (!lora_a_.defined()) return y;
+  // PEFT: x is cast to the adapter dtype, the branch is added to the base result (promoting
+  // to the wider dtype) and the sum is cast back to the base result's dtype.
+  auto xl = x.to(lora_a_.scalar_type());
+  if (lora_dropout_ > 0.0 && is_training()) xl = at::dropout(xl, lora_dropout_, /*train=*/true);
+  auto delta = at::linear(at::linear(xl, lora_a_), lora_b_) * lora_scaling_;  // [..., out]
+  return (y + delta).to(y.scalar_type());
+}
+
+void Projection::enableLora(int64_t rank, double scaling, double dropout,
+                            at::ScalarType lora_dtype) {
+  LOOM_CHECK(!hasLora(), "LoRA is already enabled on this projection");
+  LOOM_CHECK(rank > 0, "LoRA rank must be positive, got " << rank);
+  const auto options = weight_.options().dtype(lora_dtype);
+  auto a = at::empty({rank, in_features_}, options);
+  {
+    at::NoGradGuard no_grad;
+    torch::nn::init::kaiming_uniform_(a, std::sqrt(5.0));
+  }
+  auto b = at::zeros({out_features_, rank}, options);
+  lora_a_ = register_module("lora_A", std::make_shared<detail::WeightHolder>(a))->weight;
+  lora_b_ = register_module("lora_B", std::make_shared<detail::WeightHolder>(b))->weight;
+  lora_scaling_ = scaling;
+  lora_dropout_ = dropout;
+}
+
+void Projection::mergeLora() {
+  if (!hasLora()) return;
+  {
+    at::NoGradGuard no_grad;
+    auto delta = at::matmul(lora_b_.to(at::kFloat), lora_a_.to(at::kFloat)) * lora_scaling_;
+    weight_.copy_(weight_.to(at::kFloat) + delta.to(weight_.device()));
+  }
+  unregister_module("lora_A");
+  unregister_module("lora_B");
+  lora_a_ = at::Tensor();
+  lora_b_ = at::Tensor();
+  lora_scaling_ = 0.0;
+  lora_dropout_ = 0.0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary tables and masks
+
+at::Tensor ropeInverseFrequencies(const HfConfig& config) {
+  const int64_t dim = config.head_dim;
+  auto exponent = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+                  static_cast<double>(dim);
+  // Python's `1.0 / (base ** x)` is pow(base, x).reciprocal() * 1.0; keep that op order.
+  auto inv_freq = at::pow(at::Scalar(config.rope_theta), exponent).reciprocal();
+  if (config.rope_scaling.kind != "llama3") return inv_freq;
+
+  const auto& rs = config.rope_scaling;
+  const double old_context = static_cast<double>(rs.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context / rs.low_freq_factor;
+  const double high_freq_wavelen = old_context / rs.high_freq_factor;
+  auto wavelen = inv_freq.reciprocal() * (2 * M_PI);
+  auto scaled = at::where(wavelen > low_freq_wavelen, inv_freq / rs.factor, inv_freq);
+  auto smooth = (wavelen.reciprocal() * old_context - rs.low_freq_factor) /
+                (rs.high_freq_factor - rs.low_freq_factor);
+  auto smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
+  auto is_medium =
+      (wavelen < high_freq_wavelen).logical_not() & (wavelen > low_freq_wavelen).logical_not();
+  return at::where(is_medium, smoothed, scaled);
+}
+
+at::Tensor packedCausalMask(const at::Tensor& documents) {
+  // documents [B, T]
+  const int64_t t = documents.size(1);
+  auto same = documents.unsqueeze(2) == documents.unsqueeze(1);                 // [B, T, T]
+  auto causal = at::ones({t, t}, documents.options().dtype(at::kBool)).tril();  // [T, T]
+  return (same & causal).unsqueeze(1);                                          // [B, 1, T, T]
+}
+
+// ---------------------------------------------------------------------------------------------
+// CausalLm
+
+CausalLm::CausalLm(HfConfig config, DecoderOptions options)
+    : config_(std::move(config)), options_(options) {
+  const auto topt = at::TensorOptions().dtype(options_.dtype).device(options_.device);
+  body_ = register_module("model", std::make_shared<detail::DecoderBody>(config_, topt));
+  if (!config_.tie_word_embeddings) {
+    lm_head_ = register_module(
+        "lm_head",
+        std::make_shared<Projection>(config_.hidden_size, config_.vocab_size, false, topt));
+  }
+  inv_freq_ = ropeInverseFrequencies(config_).to(options_.device);
+}
+
+at::Tensor CausalLm::lmHeadWeight() const {
+  return lm_head_ ? lm_head_->weight() : body_->embed_tokens->weight;
+}
+
+at::Tensor CausalLm::logits(const at::Tensor& hidden) {
+  return lm_head_ ? lm_head_->forward(hidden) : at::linear(hidden, body_->embed_tokens->weight);
+}
+
+at::Tensor CausalLm::hidden(const DecoderInput& input) {
+  const auto& tokens = input.tokens;  // [B, T]
+  LOOM_CHECK(tokens.dim() == 2, "tokens must be [B, T], got " << tokens.sizes());
+  const int64_t b = tokens.size(0), t = tokens.size(1);
+  const auto device = options_.device;
+  auto positions = input.positions.defined()
+                       ? input.positions.to(device)
+                       : at::arange(t, at::TensorOptions().dtype(at::kLong).device(device))
+                             .unsqueeze(0)
+                             .expand({b, t});  // [B, T]
+  LOOM_CHECK(positions.sizes() == tokens.sizes(),
+             "positions " << positions.sizes() << " must match tokens " << tokens.sizes());
+  at::Tensor mask;
+  if (input.documents.defined()) {
+    LOOM_CHECK(input.documents.sizes() == tokens.sizes(),
+               "documents " << input.documents.sizes() << " must match tokens " << tokens.sizes());
+    mask = packedCausalMask(input.documents.to(device));  // [B, 1, T, T]
+  }
+
+  auto x = at::embedding(body_->embed_tokens->weight, tokens.to(device));  // [B, T, hidden]
+  // Like transformers' rotary embedding: fp32 angles, tables cast to the activation dtype.
+  auto freqs = positions.unsqueeze(-1).to(at::kFloat) * inv_freq_;  // [B, T, D/2]
+  auto emb = at::cat({freqs, freqs}, -1);                           // [B, T, D]
+  auto cos = emb.cos().to(x.scalar_type());
+  auto sin = emb.sin().to(x.scalar_type());
+
+  const bool checkpoint = options_.activation_checkpointing && at::GradMode::is_enabled();
+  if (checkpoint && !x.requires_grad()) {
+    // A checkpointed layer is only back-propagated through if its input needs a gradient;
+    // with a frozen embedding (LoRA) the first layer's input would not, and its adapters
+    // would silently get no gradient.
+    x = x.detach().requires_grad_(true);
+  }
+  for (auto& layer : body_->layers) {
+    x = checkpoint
+            ? detail::CheckpointedLayer::apply(
+                  x, cos, sin, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
+                  layer.get())
+            : layer->forward(x, cos, sin, mask);
+  }
+  return body_->norm->forward(x);
+}
+
+std::vector<std::pair<std::string, Projection*>> CausalLm::projections() {
+  std::vector<std::pair<std::string, Projection*>> out;
+  for (size_t i = 0; i < body_->layers.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    auto& l = body_->layers[i];
+    out.emplace_back(p + "self_attn.q_proj", l->self_attn->q_proj.get());
+    out.emplace_back(p + "self_attn.k_proj", l->self_attn->k_proj.get());
+    out.emplace_back(p + "self_attn.v_proj", l->self_attn->v_proj.get());
+    out.emplace_back(p + "self_attn.o_proj", l->self_attn->o_proj.get());
+    out.emplace_back(p + "mlp.gate_proj", l->mlp->gate_proj.get());
+    out.emplace_back(p + "mlp.up_proj", l->mlp->up_proj.get());
+    out.emplace_back(p + "mlp.down_proj", l->mlp->down_proj.get());
+  }
+  return out;
+}
+
+void CausalLm::initRandom(double std) {
+  at::NoGradGuard no_grad;
+  for (auto& item : named_parameters(/*recurse=*/true)) {
+    const auto& name = item.key();
+    auto& p = item.value();
+    if (name.find(".lora_") != std::string::npos) continue;
+    const bool is_norm = name.find("norm.weight") != std::string::npos;
+    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    if (is_norm) {
+      p.fill_(1.0);
+    } else if (is_bias) {
+      p.zero_();
+    } else {
+      p.normal_(0.0, std);
+    }
+  }
+}
+
+}  // namespace loom
