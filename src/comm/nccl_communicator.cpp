@@ -61,8 +61,14 @@ class NcclCommunicator final : public Communicator {
     // Non-blocking init, so that a rank that never arrives is caught by the deadline too.
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
-    LOOM_NCCL_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
-    waitForInit();
+    try {
+      complete(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), "ncclCommInitRankConfig");
+    } catch (...) {
+      // No destructor runs for a half-built object: abort the communicator here.
+      if (comm_ != nullptr && !aborted_) ncclCommAbort(comm_);
+      comm_ = nullptr;
+      throw;
+    }
   }
 
   ~NcclCommunicator() override {
@@ -78,16 +84,16 @@ class NcclCommunicator final : public Communicator {
   void allReduceSum(at::Tensor& tensor) override {
     checkTensor(tensor);
     auto stream = currentStream();
-    LOOM_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
-                                  ncclType(tensor.scalar_type()), ncclSum, comm_, stream));
-    checkAsync();
+    complete(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                           ncclType(tensor.scalar_type()), ncclSum, comm_, stream),
+             "ncclAllReduce");
   }
 
   void broadcast(at::Tensor& tensor, int root) override {
     checkTensor(tensor);
-    LOOM_NCCL_CHECK(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
-                                  ncclType(tensor.scalar_type()), root, comm_, currentStream()));
-    checkAsync();
+    complete(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                           ncclType(tensor.scalar_type()), root, comm_, currentStream()),
+             "ncclBroadcast");
   }
 
   at::Tensor allGather(const at::Tensor& tensor) override {
@@ -95,9 +101,9 @@ class NcclCommunicator final : public Communicator {
     std::vector<int64_t> shape = {size_};
     for (auto d : tensor.sizes()) shape.push_back(d);
     at::Tensor out = at::empty(shape, tensor.options());  // [world, *shape]
-    LOOM_NCCL_CHECK(ncclAllGather(tensor.data_ptr(), out.data_ptr(), tensor.numel(),
-                                  ncclType(tensor.scalar_type()), comm_, currentStream()));
-    checkAsync();
+    complete(ncclAllGather(tensor.data_ptr(), out.data_ptr(), tensor.numel(),
+                           ncclType(tensor.scalar_type()), comm_, currentStream()),
+             "ncclAllGather");
     return out;
   }
 
@@ -123,9 +129,9 @@ class NcclCommunicator final : public Communicator {
     LOOM_CHECK(!aborted_, "the NCCL communicator was aborted after an earlier failure");
   }
 
-  void fail(const std::string& why) {
+  [[noreturn]] void fail(const std::string& why) {
     aborted_ = true;
-    ncclCommAbort(comm_);
+    if (comm_ != nullptr) ncclCommAbort(comm_);
     comm_ = nullptr;
     LOOM_CHECK(false, "NCCL rank " << rank_ << "/" << size_ << ": " << why);
   }
@@ -138,18 +144,24 @@ class NcclCommunicator final : public Communicator {
     }
   }
 
-  void waitForInit() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
-    for (;;) {
-      ncclResult_t state = ncclInProgress;
-      LOOM_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
-      if (state == ncclSuccess) return;
-      if (state != ncclInProgress) fail(std::string("init failed: ") + ncclGetErrorString(state));
-      if (std::chrono::steady_clock::now() > deadline) {
-        fail("init did not complete within " + std::to_string(timeout_) + " s (is a rank missing?)");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  /// A non-blocking communicator answers ncclInProgress until a call has been taken up
+  /// (init, or a collective being enqueued): poll until it is, with the deadline, before
+  /// anything else touches the communicator.
+  void complete(ncclResult_t rc, const char* what) {
+    if (rc != ncclSuccess && rc != ncclInProgress) {
+      fail(std::string(what) + ": " + ncclGetErrorString(rc));
     }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
+    ncclResult_t state = rc;
+    while (state == ncclInProgress) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        fail(std::string(what) + " did not complete within " + std::to_string(timeout_) +
+             " s (is a rank missing?)");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      LOOM_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
+    }
+    if (state != ncclSuccess) fail(std::string(what) + ": " + ncclGetErrorString(state));
   }
 
  public:
