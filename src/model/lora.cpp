@@ -60,7 +60,7 @@ void LoraSpec::validate(const std::string& source) const {
     }
     return;
   }
-  const auto& known = loraTargetNames();
+  const auto& known = loraModuleNames();
   for (const auto& t : target_modules) {
     const auto name = detail::shortName(t);
     LOOM_INPUT_CHECK(

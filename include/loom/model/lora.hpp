@@ -18,7 +18,7 @@ namespace loom {
 class CausalLm;
 
 /// The projections LoRA may target, in the order of a decoder layer.
-inline const std::vector<std::string>& loraTargetNames() {
+inline const std::vector<std::string>& loraModuleNames() {
   static const std::vector<std::string> names{"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                               "gate_proj", "up_proj", "down_proj"};
   return names;
