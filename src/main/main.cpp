@@ -24,6 +24,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
+#include "loom/train/trainer.hpp"
 
 namespace {
 
@@ -101,14 +102,7 @@ int run(loom::World& world, const Options& opt) {
   }
   if (opt.dry_run) return dryRun(world, *config);
 
-  if (world.isRoot()) {
-    loom::writeFileAtomic(std::filesystem::path(config->run.output_dir) / "config.yaml",
-                          loom::toYaml(*config));
-    LOOM_INFO("resolved config written to " << config->run.output_dir << "/config.yaml");
-  }
-  LOOM_ERROR("training is not in this build yet: the distributed training loop lands with the "
-             "training work (see README, 'Status'). Use --dry-run or --print-config.");
-  return loom::kExitFailure;
+  return loom::runTraining(world, *config);
 }
 
 }  // namespace

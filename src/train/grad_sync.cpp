@@ -7,8 +7,12 @@
 
 namespace loom {
 
-GradSync::GradSync(std::vector<at::Tensor> params, Communicator& comm, int64_t bucket_bytes)
-    : params_(std::move(params)), comm_(comm) {
+GradSync::GradSync(std::vector<at::Tensor> params, Communicator& comm, int64_t bucket_bytes,
+                   std::vector<at::Tensor> targets)
+    : params_(std::move(params)), targets_(std::move(targets)), comm_(comm) {
+  if (targets_.empty()) targets_ = params_;
+  LOOM_CHECK(targets_.size() == params_.size(), "GradSync: " << targets_.size() << " targets for "
+                                                             << params_.size() << " parameters");
   const int64_t capacity = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)));
   for (int64_t i = 0; i < static_cast<int64_t>(params_.size()); ++i) {
     const int64_t n = params_[i].numel();
@@ -37,12 +41,12 @@ void GradSync::reduce(double divisor) {
     comm_.allReduceSum(flat);
     flat.div_(divisor);
     for (const Slot& s : bucket.slots) {
-      at::Tensor& p = params_[s.param];
-      at::Tensor g = flat.narrow(0, s.offset, p.numel()).view(p.sizes());
-      if (p.grad().defined()) {
-        p.mutable_grad().copy_(g);
+      at::Tensor& t = targets_[s.param];
+      at::Tensor g = flat.narrow(0, s.offset, t.numel()).view(t.sizes());
+      if (t.grad().defined()) {
+        t.mutable_grad().copy_(g);
       } else {
-        p.mutable_grad() = g.to(p.scalar_type()).clone();
+        t.mutable_grad() = g.to(t.scalar_type()).clone();
       }
     }
   }
@@ -50,7 +54,7 @@ void GradSync::reduce(double divisor) {
 
 double GradSync::gradNorm() const {
   double sum = 0.0;
-  for (const auto& p : params_) {
+  for (const auto& p : targets_) {
     if (!p.grad().defined()) continue;
     sum += p.grad().to(at::kDouble).pow(2).sum().item<double>();
   }
@@ -62,7 +66,7 @@ double GradSync::clip(double max_norm) {
   // As torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), clamped to 1.
   const double scale = max_norm / (norm + 1e-6);
   if (max_norm > 0 && scale < 1.0 && std::isfinite(norm)) {
-    for (auto& p : params_) {
+    for (auto& p : targets_) {
       if (p.grad().defined()) p.mutable_grad().mul_(scale);
     }
   }

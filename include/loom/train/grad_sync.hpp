@@ -20,14 +20,18 @@ class GradSync {
  public:
   /// `params`: the trainable parameters, in the same order on every rank.
   /// `bucket_bytes`: size of one fp32 bucket (one all-reduce each).
-  GradSync(std::vector<at::Tensor> params, Communicator& comm, int64_t bucket_bytes = 25 << 20);
+  /// `targets` (optional, same length): fp32 tensors (master weights) that receive the
+  /// reduced gradient in place of the parameters themselves, so a 16-bit model's
+  /// gradients stay fp32 from the all-reduce to the optimizer.
+  GradSync(std::vector<at::Tensor> params, Communicator& comm, int64_t bucket_bytes = 25 << 20,
+           std::vector<at::Tensor> targets = {});
 
   /// Collective. Sums every gradient over ranks, in fp32, and scales it by 1/`divisor`.
   /// A parameter without a gradient on this rank (a rank with no samples this step)
   /// contributes zeros; afterwards every parameter has a gradient.
   void reduce(double divisor);
 
-  /// The global L2 norm of the (reduced) gradients, computed in fp64 over fp32 values.
+  /// The global L2 norm of the (reduced) gradients of the targets, computed in fp64 over fp32 values.
   /// Identical on every rank, since the gradients are.
   double gradNorm() const;
 
@@ -48,6 +52,7 @@ class GradSync {
     int64_t elements = 0;
   };
   std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> targets_;  // receive the reduced gradients (default: params_)
   std::vector<Bucket> buckets_;
   Communicator& comm_;
   int64_t num_elements_ = 0;

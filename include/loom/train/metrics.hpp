@@ -1,0 +1,33 @@
+#pragma once
+// Run observability on rank 0: `metrics.jsonl` (one JSON object per logged step, appended
+// and flushed as it goes) and a loss-curve picture (SVG) written at the end.
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace loom {
+
+class MetricsLog {
+ public:
+  /// Appends to `<run_dir>/metrics.jsonl` (a resumed run continues the same file).
+  explicit MetricsLog(const std::filesystem::path& run_dir);
+  /// One line of JSON (already serialised).
+  void write(const std::string& json_line);
+  void recordLoss(int64_t step, double loss) { train_.push_back({step, loss}); }
+  void recordEval(int64_t step, double loss) { eval_.push_back({step, loss}); }
+  /// Writes `<run_dir>/loss.svg`: training loss per step, evaluation loss as dots.
+  void writeLossCurve(const std::filesystem::path& path, const std::string& title) const;
+
+ private:
+  std::ofstream out_;
+  std::vector<std::pair<int64_t, double>> train_;
+  std::vector<std::pair<int64_t, double>> eval_;
+};
+
+/// "1:02:03" / "4:05" for an ETA.
+std::string formatDuration(double seconds);
+
+}  // namespace loom

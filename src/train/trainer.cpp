@@ -1,0 +1,620 @@
+#include "loom/train/trainer.hpp"
+
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <thread>
+
+#include "loom/comm/communicator.hpp"
+#include "loom/comm/device.hpp"
+#include "loom/comm/rank_settings.hpp"
+#include "loom/comm/world.hpp"
+#include "loom/config/config.hpp"
+#include "loom/core/error.hpp"
+#include "loom/core/file_util.hpp"
+#include "loom/core/log.hpp"
+#include "loom/data/hdf5_dataset.hpp"
+#include "loom/data/planner.hpp"
+#include "loom/model/decoder.hpp"
+#include "loom/model/hf_io.hpp"
+#include "loom/model/lora.hpp"
+#include "loom/model/loss.hpp"
+#include "loom/model/safetensors.hpp"
+#include "loom/train/balancer.hpp"
+#include "loom/train/checkpoint.hpp"
+#include "loom/train/grad_sync.hpp"
+#include "loom/train/metrics.hpp"
+#include "loom/train/schedule.hpp"
+
+namespace loom {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void onStopSignal(int sig) { g_stop_signal = sig; }
+
+using Clock = std::chrono::steady_clock;
+double secondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+at::ScalarType scalarType(DType d) {
+  switch (d) {
+    case DType::kBF16: return at::kBFloat16;
+    case DType::kFP16: return at::kHalf;
+    case DType::kFP32: return at::kFloat;
+  }
+  return at::kFloat;
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+/// The settings a checkpoint must agree with to be resumed (not ranks, weights, lr, ...).
+std::string resumeHash(const Config& c) {
+  std::ostringstream s;
+  s << c.model.path << '|' << toString(c.finetune.method) << '|' << c.finetune.lora.r << '|'
+    << c.finetune.lora.alpha << '|' << c.finetune.lora.rslora << '|' << c.data.train << '|'
+    << c.data.seq_len << '|' << c.data.packing << '|' << c.train.global_batch_tokens.value_or(0)
+    << '|' << c.train.global_batch_size.value_or(0) << '|' << c.run.seed;
+  for (const auto& t : c.finetune.lora.targets) s << '|' << t;
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(s.str())));
+  return buf;
+}
+
+/// Test hook: LOOM_TEST_FAIL_AT="rank:step" makes that rank throw at that step.
+void maybeFailForTest(int rank, int64_t step) {
+  const char* spec = std::getenv("LOOM_TEST_FAIL_AT");
+  if (!spec) return;
+  int r = -1;
+  long long s = -1;
+  if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step) {
+    throw std::runtime_error("test hook LOOM_TEST_FAIL_AT=" + std::string(spec) +
+                             ": rank " + std::to_string(rank) + " fails at step " + std::to_string(step));
+  }
+}
+
+double peakMemoryBytes(const c10::Device& device) {
+  (void)device;
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux: kilobytes
+}
+
+struct MicroTensors {
+  DecoderInput input;
+  at::Tensor loss_mask;
+};
+
+MicroTensors toTensors(const MicroBatch& mb, const c10::Device& device) {
+  // from_blob does not own the vectors: .to() copies before `mb` goes away.
+  const std::vector<int64_t> shape = {mb.rows, mb.width};
+  auto i32 = torch::TensorOptions().dtype(torch::kInt32);
+  MicroTensors t;
+  t.input.tokens = torch::from_blob(const_cast<int32_t*>(mb.tokens.data()), shape, i32)
+                       .to(device, torch::kLong);
+  t.input.positions = torch::from_blob(const_cast<int32_t*>(mb.positions.data()), shape, i32)
+                          .to(device, torch::kLong);
+  t.input.documents = torch::from_blob(const_cast<int32_t*>(mb.segment_ids.data()), shape, i32)
+                          .to(device, torch::kLong);
+  t.loss_mask = torch::from_blob(const_cast<uint8_t*>(mb.loss_mask.data()), shape,
+                                 torch::TensorOptions().dtype(torch::kUInt8))
+                    .to(device);
+  return t;
+}
+
+class Trainer {
+ public:
+  Trainer(World& world, const Config& config) : world_(world), config_(config) {}
+
+  int run() {
+    setupRanks();
+    setupModel();
+    setupData();
+    setupOptimizer();
+    resumeIfAsked();
+    std::signal(SIGTERM, onStopSignal);
+    std::signal(SIGUSR1, onStopSignal);
+    return loop();
+  }
+
+ private:
+  // ---- set-up -------------------------------------------------------------------------
+
+  void setupRanks() {
+    const auto gpus = listCudaDevices();
+    settings_ = resolveRankSettings(config_, world_.rank(), world_.localRank(), world_.host(), gpus);
+    for (const auto& j : world_.allGather(settings_.toJson())) {
+      all_settings_.push_back(RankSettings::fromJson(j));
+    }
+    backend_ = resolveBackend(config_, all_settings_);
+    device_ = settings_.onCuda() ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::stoi(settings_.device.substr(5))))
+                                 : c10::Device(c10::kCPU);
+    dtype_ = scalarType(settings_.dtype);
+    if (!settings_.dtype_note.empty()) {
+      LOOM_WARN("rank " << world_.rank() << " computes in " << toString(settings_.dtype) << ": "
+                        << settings_.dtype_note);
+    }
+    // CPU ranks sharing a host share its cores, unless the user said otherwise.
+    if (!settings_.onCuda() && !std::getenv("OMP_NUM_THREADS")) {
+      const int cores = static_cast<int>(std::thread::hardware_concurrency());
+      at::set_num_threads(std::max(1, cores / std::max(1, world_.localSize())));
+    }
+    comm_ = makeCommunicator(backend_, world_, settings_.device);
+    run_dir_ = config_.run.output_dir;
+    if (world_.isRoot()) {
+      fs::create_directories(run_dir_);
+      writeFileAtomic(run_dir_ / "config.yaml", toYaml(config_));
+      LOOM_INFO("world: " << world_.size() << " rank(s), backend " << toString(backend_)
+                          << ", balance " << toString(config_.cluster.balance));
+      for (const auto& r : all_settings_) {
+        LOOM_INFO("  rank " << r.rank << " on " << r.host << ": " << r.device
+                            << (r.gpu_name.empty() ? "" : " (" + r.gpu_name + ")") << ", weight "
+                            << r.weight << ", micro_batch " << r.micro_batch << ", "
+                            << toString(r.dtype));
+      }
+    }
+  }
+
+  void setupModel() {
+    const std::string where = config_.where("model.path");
+    LOOM_INPUT_CHECK(fs::is_directory(config_.model.path),
+                     "config error: " << where << ": model.path: '" << config_.model.path
+                                      << "' is not a folder (expected a Hugging Face model folder "
+                                         "with config.json and *.safetensors)");
+    LOOM_INPUT_CHECK(config_.finetune.method != FinetuneMethod::kQLora,
+                     "config error: " << config_.where("finetune.method")
+                                      << ": finetune.method: qlora is not available in this build "
+                                         "yet; use lora or full");
+    DecoderOptions options;
+    options.dtype = dtype_;
+    options.device = device_;
+    options.activation_checkpointing = config_.model.gradient_checkpointing;
+    model_ = loadModel(config_.model.path, options);
+    lora_ = config_.finetune.method == FinetuneMethod::kLora;
+    torch::manual_seed(config_.run.seed);  // the same LoRA initialisation on every rank
+    if (lora_) {
+      if (config_.finetune.adapter) {
+        spec_ = loadAdapter(*model_, *config_.finetune.adapter);
+      } else {
+        spec_.rank = config_.finetune.lora.r;
+        spec_.alpha = config_.finetune.lora.alpha;
+        spec_.dropout = config_.finetune.lora.dropout;
+        spec_.use_rslora = config_.finetune.lora.rslora;
+        spec_.target_modules = config_.finetune.lora.targets;
+        applyLora(*model_, spec_);
+      }
+    } else {
+      enableFullFinetune(*model_);
+    }
+    torch::NoGradGuard no_grad;
+    for (const auto& item : model_->named_parameters()) {
+      if (!item.value().requires_grad()) continue;
+      names_.push_back(item.key());
+      params_.push_back(item.value());
+      // fp32 master weights for 16-bit parameters; fp32 parameters are their own master.
+      masters_.push_back(item.value().scalar_type() == at::kFloat
+                             ? item.value()
+                             : item.value().detach().to(at::kFloat).clone());
+    }
+    LOOM_CHECK(!params_.empty(), "nothing to train: no parameter requires a gradient");
+    // Every rank starts from rank 0's values (CPU and CUDA random generators differ).
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto master = masters_[i].detach();
+      comm_->broadcast(master, 0);
+      if (!masters_[i].is_same(params_[i])) params_[i].detach().copy_(master);
+    }
+    int64_t trainable = 0;
+    for (const auto& p : params_) trainable += p.numel();
+    LOOM_INFO("model " << config_.model.path << ": " << toString(config_.finetune.method) << ", "
+                       << params_.size() << " trainable tensors, " << trainable
+                       << " trainable parameters");
+  }
+
+  void setupData() {
+    const int64_t vocab = model_->config().vocab_size;
+    train_data_ = std::make_unique<Hdf5Dataset>(config_.data.train, vocab);
+    PlannerConfig pc;
+    pc.seq_len = config_.data.seq_len;
+    pc.global_batch_size = config_.train.global_batch_size.value_or(0);
+    pc.global_batch_tokens = config_.train.global_batch_tokens.value_or(0);
+    pc.seed = static_cast<uint64_t>(config_.run.seed);
+    pc.packing = config_.data.packing;
+    pc.pad_multiple = 8;
+    planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(*train_data_, pc));
+    if (planner_->numTruncated() > 0) {
+      LOOM_WARN(planner_->numTruncated() << " training samples are longer than data.seq_len ("
+                                         << config_.data.seq_len << ") and will be truncated");
+    }
+    total_steps_ = config_.train.max_steps ? *config_.train.max_steps
+                                           : planner_->stepsForEpochs(*config_.train.epochs);
+    pad_id_ = static_cast<int32_t>(std::max<int64_t>(0, train_data_->info().pad_id));
+    if (config_.data.eval) {
+      eval_data_ = std::make_unique<Hdf5Dataset>(*config_.data.eval, vocab);
+      PlannerConfig ec = pc;
+      ec.shuffle = false;
+      eval_planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(*eval_data_, ec));
+    }
+    LOOM_INFO("data " << config_.data.train << ": " << train_data_->numSamples() << " samples, "
+                      << total_steps_ << " steps of " << planner_->stepsInEpoch(0)
+                      << " per epoch");
+  }
+
+  void setupOptimizer() {
+    std::vector<at::Tensor> decay, no_decay;
+    for (const auto& m : masters_) (m.dim() >= 2 ? decay : no_decay).push_back(m);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    auto options = [&](double wd) {
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(config_.train.lr).betas({0.9, 0.999}).eps(1e-8).weight_decay(wd));
+    };
+    // Norms and biases (1-D) get no weight decay.
+    if (!decay.empty()) groups.emplace_back(decay, options(config_.train.weight_decay));
+    if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
+    optimizer_ = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config_.train.lr));
+    grad_sync_ = std::make_unique<GradSync>(params_, *comm_, 25 << 20, masters_);
+    cursor_ = planner_->begin();
+    std::vector<double> weights;
+    for (const auto& r : all_settings_) weights.push_back(r.weight);
+    balancer_ = std::make_unique<Balancer>(weights, config_.cluster.balance == Balance::kAuto);
+    if (dtype_ == at::kHalf) loss_scale_ = 65536.0;
+  }
+
+  void resumeIfAsked() {
+    const fs::path checkpoints = run_dir_ / "checkpoints";
+    std::optional<fs::path> from;
+    const std::string& resume = config_.checkpoint.resume;
+    if (resume == "auto") {
+      from = newestCheckpoint(checkpoints);
+    } else if (resume != "never") {
+      LOOM_INPUT_CHECK(fs::exists(fs::path(resume) / "trainer_state.json"),
+                       "config error: " << config_.where("checkpoint.resume")
+                                        << ": checkpoint.resume: '" << resume
+                                        << "' is not a checkpoint folder (no trainer_state.json)");
+      from = fs::path(resume);
+    }
+    if (!from) return;
+    const TrainerState state = readTrainerState(*from);
+    LOOM_INPUT_CHECK(state.config_hash == resumeHash(config_),
+                     "checkpoint " << from->string()
+                                   << " was written by a run with other model, data, batch or "
+                                      "LoRA settings; use a new run.output_dir or set "
+                                      "checkpoint.resume: never");
+    SafetensorsFile weights((*from / "trainable.safetensors").string());
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < names_.size(); ++i) {
+      at::Tensor saved = weights.tensor(names_[i]);
+      LOOM_INPUT_CHECK(saved.sizes() == masters_[i].sizes(),
+                       (*from / "trainable.safetensors").string()
+                           << ": tensor " << names_[i] << " has shape " << saved.sizes()
+                           << ", the model needs " << masters_[i].sizes());
+      masters_[i].copy_(saved);
+      if (!masters_[i].is_same(params_[i])) params_[i].detach().copy_(masters_[i]);
+    }
+    torch::load(*optimizer_, (*from / "optimizer.pt").string());
+    cursor_ = PlanCursor::fromString(state.cursor);
+    planner_->checkCursor(cursor_);
+    step_ = state.step;
+    loss_scale_ = state.loss_scale;
+    if (static_cast<int>(state.weights.size()) == world_.size()) {
+      balancer_->setWeights(state.weights);
+    } else {
+      LOOM_INFO("resuming on " << world_.size() << " ranks (checkpoint had " << state.world_size
+                               << "): weights start from the config");
+    }
+    LOOM_INFO("resumed from " << from->string() << " at step " << step_);
+  }
+
+  // ---- the loop -------------------------------------------------------------------------
+
+  int loop() {
+    const auto start = Clock::now();
+    const int64_t first_step = step_;
+    int bad_steps = 0;
+    int64_t last_checkpoint = -1;
+    if (world_.isRoot()) metrics_ = std::make_unique<MetricsLog>(run_dir_);
+    while (step_ < total_steps_) {
+      if (world_.anyTrue(g_stop_signal.load() != 0)) {
+        LOOM_WARN("signal " << g_stop_signal.load() << " received: checkpointing at step " << step_
+                            << " and stopping");
+        checkpoint();
+        return kExitOk;
+      }
+      maybeFailForTest(world_.rank(), step_);
+      StepResult r = trainStep();
+      if (!r.finite) {
+        ++bad_steps;
+        LOOM_WARN("step " << step_ << ": non-finite loss or gradients; step skipped on every rank ("
+                          << bad_steps << " in a row)");
+        LOOM_CHECK(bad_steps < 3 || dtype_ == at::kHalf,
+                   "3 steps in a row had a non-finite loss; stopping (lower train.lr, check the data)");
+      } else {
+        bad_steps = 0;
+      }
+      ++step_;
+      cursor_ = planner_->next(cursor_);
+      report(r, start, first_step);
+      if (config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0 && step_ < total_steps_) {
+        evaluate();
+      }
+      if (config_.checkpoint.every > 0 && step_ % config_.checkpoint.every == 0) {
+        checkpoint();
+        last_checkpoint = step_;
+      }
+    }
+    if (last_checkpoint != step_) checkpoint();
+    evaluate();
+    saveFinal();
+    if (world_.isRoot() && metrics_) {
+      metrics_->writeLossCurve(run_dir_ / "loss.svg", config_.run.name + ": loss per step");
+    }
+    return kExitOk;
+  }
+
+  struct StepResult {
+    bool finite = true;
+    double loss = 0;
+    double grad_norm = 0;
+    double lr = 0;
+    int64_t tokens = 0;
+    double step_seconds = 0;
+    std::vector<double> rank_seconds, rank_data_seconds, rank_tokens, rank_memory;
+    bool reweighted = false;
+  };
+
+  StepResult trainStep() {
+    StepResult r;
+    const auto t0 = Clock::now();
+    // Dropout draws from a generator seeded per (seed, step, rank): a resumed run draws the
+    // same masks as an uninterrupted one, with nothing extra to checkpoint.
+    torch::manual_seed(static_cast<uint64_t>(config_.run.seed) * 1000003ULL +
+                       static_cast<uint64_t>(step_) * 7919ULL + static_cast<uint64_t>(world_.rank()));
+    const GlobalBatch batch = planner_->globalBatch(cursor_);
+    const RankStepPlan plan =
+        planner_->planRank(batch, balancer_->weights(), world_.rank(), settings_.micro_batch);
+    const SampleBatch data = train_data_->readSamples(plan.sample_ids);
+    const double data_seconds = secondsSince(t0);
+    const auto t1 = Clock::now();
+
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    for (auto& m : masters_) m.mutable_grad() = at::Tensor();
+    double local_loss = 0;
+    int64_t local_count = 0;
+    model_->train();
+    for (const MicroBatch& mb : planner_->assemble(plan, data, pad_id_)) {
+      MicroTensors t = toTensors(mb, device_);
+      at::Tensor hidden = model_->hidden(t.input);  // [rows, width, H]
+      LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), t.input.tokens, t.loss_mask,
+                                  t.input.documents);
+      LOOM_CHECK(loss.count == mb.num_loss_tokens, "the model counted " << loss.count
+                                                                         << " loss tokens, the planner "
+                                                                         << mb.num_loss_tokens);
+      (loss.sum * loss_scale_).backward();
+      local_loss += loss.sum.item<double>();
+      local_count += loss.count;
+    }
+    if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+    const double compute_seconds = secondsSince(t1);
+
+    // [rank, (loss, count, compute s, data s, tokens, peak memory)]
+    at::Tensor mine = torch::tensor({local_loss, static_cast<double>(local_count), compute_seconds,
+                                     data_seconds, static_cast<double>(plan.local_tokens),
+                                     peakMemoryBytes(device_)},
+                                    torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    at::Tensor all = comm_->allGather(mine).to(torch::kCPU);
+    double global_loss = 0;
+    int64_t global_count = 0;
+    for (int k = 0; k < world_.size(); ++k) {
+      global_loss += all[k][0].item<double>();
+      global_count += static_cast<int64_t>(all[k][1].item<double>());
+      r.rank_seconds.push_back(all[k][2].item<double>());
+      r.rank_data_seconds.push_back(all[k][3].item<double>());
+      r.rank_tokens.push_back(all[k][4].item<double>());
+      r.rank_memory.push_back(all[k][5].item<double>());
+    }
+    LOOM_CHECK(global_count == batch.loss_tokens, "ranks computed " << global_count
+                                                                     << " loss tokens, the plan says "
+                                                                     << batch.loss_tokens);
+    r.loss = global_loss / static_cast<double>(std::max<int64_t>(1, batch.loss_tokens));
+    r.tokens = batch.tokens;
+    r.lr = learningRate(config_.train.lr_schedule, config_.train.lr, config_.train.warmup_steps,
+                        total_steps_, step_);
+
+    grad_sync_->reduce(static_cast<double>(std::max<int64_t>(1, batch.loss_tokens)) * loss_scale_);
+    r.grad_norm = grad_sync_->clip(config_.train.max_grad_norm);
+    r.finite = std::isfinite(global_loss) && std::isfinite(r.grad_norm);
+    if (r.finite) {
+      for (auto& group : optimizer_->param_groups()) {
+        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
+      }
+      optimizer_->step();
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params_.size(); ++i) {
+        if (!masters_[i].is_same(params_[i])) params_[i].detach().copy_(masters_[i]);
+      }
+      if (dtype_ == at::kHalf && ++good_steps_ % 1000 == 0) loss_scale_ *= 2;
+    } else if (dtype_ == at::kHalf) {
+      loss_scale_ = std::max(1.0, loss_scale_ / 2);  // overflow: back off, try again next step
+    }
+    r.reweighted = balancer_->observe(step_, r.rank_seconds, r.rank_tokens);
+    r.step_seconds = secondsSince(t0);
+    return r;
+  }
+
+  void report(const StepResult& r, Clock::time_point start, int64_t first_step) {
+    if (r.reweighted) {
+      std::ostringstream w;
+      for (double x : balancer_->weights()) w << " " << std::fixed << std::setprecision(3) << x;
+      LOOM_INFO("balancer: new weights" << w.str() << " (measured tokens/s per rank)");
+    }
+    if (!world_.isRoot()) return;
+    if (r.finite) metrics_->recordLoss(step_, r.loss);
+    if (step_ % config_.train.log_every != 0 && step_ != total_steps_) return;
+    const double elapsed = secondsSince(start);
+    const double per_step = elapsed / static_cast<double>(step_ - first_step);
+    tokens_seen_ += r.tokens;
+    nlohmann::json ranks = nlohmann::json::array();
+    const auto& weights = balancer_->weights();
+    const double weight_total = std::accumulate(weights.begin(), weights.end(), 0.0);
+    std::ostringstream shares;
+    for (int k = 0; k < world_.size(); ++k) {
+      ranks.push_back({{"rank", k},
+                       {"weight", weights[k]},
+                       {"tokens", r.rank_tokens[k]},
+                       {"compute_s", r.rank_seconds[k]},
+                       {"data_wait_s", r.rank_data_seconds[k]},
+                       {"peak_memory_bytes", r.rank_memory[k]}});
+      shares << " " << k << ":" << std::fixed << std::setprecision(0)
+             << 100.0 * weights[k] / weight_total << "%/" << std::setprecision(2)
+             << r.rank_seconds[k] << "s";
+    }
+    nlohmann::json line = {{"step", step_},        {"loss", r.loss},         {"lr", r.lr},
+                           {"grad_norm", r.grad_norm}, {"tokens", r.tokens},
+                           {"step_s", r.step_seconds},
+                           {"tokens_per_s", r.tokens / std::max(1e-9, r.step_seconds)},
+                           {"skipped", !r.finite}, {"ranks", ranks}};
+    if (dtype_ == at::kHalf) line["loss_scale"] = loss_scale_;
+    metrics_->write(line.dump());
+    char head[200];
+    std::snprintf(head, sizeof(head), "step %lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s |",
+                  static_cast<long long>(step_), static_cast<long long>(total_steps_), r.loss, r.lr,
+                  r.tokens / std::max(1e-9, r.step_seconds),
+                  formatDuration(per_step * static_cast<double>(total_steps_ - step_)).c_str());
+    LOOM_INFO(head << " ranks" << shares.str());
+  }
+
+  void evaluate() {
+    if (!eval_planner_) return;
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    double sum = 0;
+    int64_t count = 0;
+    PlanCursor c = eval_planner_->begin();
+    const int64_t steps = eval_planner_->stepsInEpoch(0);
+    for (int64_t s = 0; s < steps; ++s, c = eval_planner_->next(c)) {
+      const GlobalBatch batch = eval_planner_->globalBatch(c);
+      const RankStepPlan plan =
+          eval_planner_->planRank(batch, balancer_->weights(), world_.rank(), settings_.micro_batch);
+      const SampleBatch data = eval_data_->readSamples(plan.sample_ids);
+      for (const MicroBatch& mb : eval_planner_->assemble(plan, data, pad_id_)) {
+        MicroTensors t = toTensors(mb, device_);
+        LossSum loss = causalLmLoss(model_->hidden(t.input), model_->lmHeadWeight(), t.input.tokens,
+                                    t.loss_mask, t.input.documents);
+        sum += loss.sum.item<double>();
+        count += loss.count;
+      }
+    }
+    at::Tensor totals = torch::tensor({sum, static_cast<double>(count)},
+                                      torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    comm_->allReduceSum(totals);
+    totals = totals.to(torch::kCPU);
+    const double loss = totals[0].item<double>() / std::max(1.0, totals[1].item<double>());
+    model_->train();
+    if (world_.isRoot()) {
+      LOOM_INFO("eval at step " << step_ << ": loss " << loss << ", perplexity " << std::exp(loss)
+                                << " over " << static_cast<int64_t>(totals[1].item<double>())
+                                << " tokens");
+      metrics_->recordEval(step_, loss);
+      metrics_->write(nlohmann::json({{"step", step_},
+                                      {"eval_loss", loss},
+                                      {"eval_perplexity", std::exp(loss)},
+                                      {"eval_tokens", totals[1].item<double>()}})
+                          .dump());
+    }
+  }
+
+  void checkpoint() {
+    if (world_.isRoot()) {
+      TrainerState state;
+      state.step = step_;
+      state.cursor = cursor_.toString();
+      state.weights = balancer_->weights();
+      state.loss_scale = loss_scale_;
+      state.config_hash = resumeHash(config_);
+      state.world_size = world_.size();
+      const fs::path dir = writeCheckpoint(run_dir_ / "checkpoints", state, config_.checkpoint.keep,
+                                           [&](const fs::path& tmp) {
+        NamedTensors named;
+        for (size_t i = 0; i < names_.size(); ++i) named.emplace_back(names_[i], masters_[i].detach().to(at::kCPU));
+        saveSafetensors(tmp / "trainable.safetensors", named, {});
+        torch::save(*optimizer_, (tmp / "optimizer.pt").string());
+        if (lora_) saveAdapter(*model_, spec_, tmp / "adapter", config_.model.path);
+      });
+      LOOM_INFO("checkpoint " << dir.string());
+    }
+    world_.barrier();
+  }
+
+  void saveFinal() {
+    if (!world_.isRoot()) return;
+    const fs::path target = run_dir_ / (lora_ ? "adapter" : "model");
+    const fs::path tmp = run_dir_ / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+    fs::remove_all(tmp);
+    if (lora_) {
+      saveAdapter(*model_, spec_, tmp, config_.model.path);
+    } else {
+      saveFullModel(*model_, tmp, config_.model.path, dtype_ == at::kFloat ? at::kFloat : dtype_,
+                    5LL << 30);
+    }
+    fsyncTree(tmp);
+    fs::remove_all(target);
+    fs::rename(tmp, target);
+    fsyncPath(run_dir_);
+    LOOM_INFO((lora_ ? "adapter" : "model") << " written to " << target.string()
+                                            << (lora_ ? " (PEFT layout)" : " (Hugging Face folder)"));
+  }
+
+  World& world_;
+  const Config& config_;
+  RankSettings settings_;
+  std::vector<RankSettings> all_settings_;
+  Backend backend_ = Backend::kMpi;
+  c10::Device device_ = c10::Device(c10::kCPU);
+  at::ScalarType dtype_ = at::kFloat;
+  std::unique_ptr<Communicator> comm_;
+  fs::path run_dir_;
+
+  std::shared_ptr<CausalLm> model_;
+  bool lora_ = true;
+  LoraSpec spec_;
+  std::vector<std::string> names_;
+  std::vector<at::Tensor> params_;   // trainable parameters, in the model's dtype
+  std::vector<at::Tensor> masters_;  // their fp32 masters (the same tensor when fp32)
+
+  std::unique_ptr<Hdf5Dataset> train_data_, eval_data_;
+  std::unique_ptr<BatchPlanner> planner_, eval_planner_;
+  int32_t pad_id_ = 0;
+  int64_t total_steps_ = 0;
+
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<GradSync> grad_sync_;
+  std::unique_ptr<Balancer> balancer_;
+  std::unique_ptr<MetricsLog> metrics_;
+  PlanCursor cursor_;
+  int64_t step_ = 0;
+  int64_t tokens_seen_ = 0;
+  double loss_scale_ = 1.0;
+  int64_t good_steps_ = 0;
+};
+
+}  // namespace
+
+int runTraining(World& world, const Config& config) {
+  Trainer trainer(world, config);
+  return trainer.run();
+}
+
+}  // namespace loom
