@@ -18,5 +18,6 @@ struct Command {
 Command addPrepareCommand(CLI::App& parent);
 
 /// `trainer inspect --data FILE.h5`: a token file's summary and samples (src/main/inspect_command.cpp).
+Command addInspectCommand(CLI::App& parent);
 
 }  // namespace loom::cli

@@ -75,15 +75,19 @@ std::string resumeHash(const Config& c) {
   return buf;
 }
 
-/// Test hook: LOOM_TEST_FAIL_AT="rank:step" makes that rank throw at that step.
+/// Test hooks, "rank:step" each: LOOM_TEST_FAIL_AT makes that rank throw at the start of
+/// that step; LOOM_TEST_KILL_AT makes it die by SIGKILL there (no chance to clean up).
 void maybeFailForTest(int rank, int64_t step) {
-  const char* spec = std::getenv("LOOM_TEST_FAIL_AT");
-  if (!spec) return;
-  int r = -1;
-  long long s = -1;
-  if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step) {
-    throw std::runtime_error("test hook LOOM_TEST_FAIL_AT=" + std::string(spec) +
-                             ": rank " + std::to_string(rank) + " fails at step " + std::to_string(step));
+  auto matches = [&](const char* name) {
+    const char* spec = std::getenv(name);
+    int r = -1;
+    long long s = -1;
+    return spec && std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step;
+  };
+  if (matches("LOOM_TEST_KILL_AT")) std::raise(SIGKILL);
+  if (matches("LOOM_TEST_FAIL_AT")) {
+    throw std::runtime_error("test hook LOOM_TEST_FAIL_AT: rank " + std::to_string(rank) +
+                             " fails at step " + std::to_string(step));
   }
 }
 
@@ -434,6 +438,7 @@ class Trainer {
                         total_steps_, step_);
 
     grad_sync_->reduce(static_cast<double>(std::max<int64_t>(1, batch.loss_tokens)) * loss_scale_);
+    dumpGradientsForTest();
     r.grad_norm = grad_sync_->clip(config_.train.max_grad_norm);
     r.finite = std::isfinite(global_loss) && std::isfinite(r.grad_norm);
     if (r.finite) {
@@ -452,6 +457,20 @@ class Trainer {
     r.reweighted = balancer_->observe(step_, r.rank_seconds, r.rank_tokens);
     r.step_seconds = secondsSince(t0);
     return r;
+  }
+
+  /// Test hook: LOOM_TEST_GRADS_DIR=DIR makes rank 0 write each step's reduced gradients
+  /// (before clipping) to DIR/grads-<step>.safetensors, so tests can compare gradients
+  /// across splits directly (Adam's normalisation would magnify rounding noise).
+  void dumpGradientsForTest() {
+    const char* dir = std::getenv("LOOM_TEST_GRADS_DIR");
+    if (!dir || !world_.isRoot()) return;
+    NamedTensors named;
+    for (size_t i = 0; i < names_.size(); ++i) {
+      named.emplace_back(names_[i], masters_[i].grad().detach().to(at::kCPU).clone());
+    }
+    fs::create_directories(dir);
+    saveSafetensors(fs::path(dir) / ("grads-" + std::to_string(step_) + ".safetensors"), named, {});
   }
 
   void report(const StepResult& r, Clock::time_point start, int64_t first_step) {

@@ -1,0 +1,70 @@
+// `trainer inspect`: looks into Loom's inputs without training. `--data FILE.h5` shows a
+// prepared token file (loom::inspectDataset, src/data/dataset_inspect.cpp). Each kind of input
+// is an optional option and a section of the output, so others (e.g. `--model DIR`) can be
+// added beside it; at least one must be given.
+#include <unistd.h>
+
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "loom/core/error.hpp"
+#include "loom/data/dataset_inspect.hpp"
+
+namespace loom::cli {
+
+namespace {
+
+struct InspectCli {
+  std::string data;
+  std::string tokenizer;
+  std::vector<int64_t> samples;
+  int64_t count = 3;
+  std::string color = "auto";
+};
+
+MaskStyle maskStyle(const std::string& color) {
+  if (color == "always") return MaskStyle::kAnsi;
+  if (color == "never") return MaskStyle::kBrackets;
+  LOOM_INPUT_CHECK(color == "auto",
+                   "--color: unknown value '" << color << "'; expected auto, always or never");
+  return ::isatty(STDOUT_FILENO) == 1 ? MaskStyle::kAnsi : MaskStyle::kBrackets;
+}
+
+}  // namespace
+
+Command addInspectCommand(CLI::App& parent) {
+  auto o = std::make_shared<InspectCli>();
+  Command c;
+  CLI::App* app = parent.add_subcommand("inspect", "show what a prepared data file (--data) holds");
+  c.app = app;
+  app->add_option("--data", o->data,
+                  "a token file from `trainer prepare`: summary and decoded samples");
+  app->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer folder to decode --data samples with (else token ids are shown)");
+  app->add_option("--sample", o->samples, "sample indices to show (repeatable)");
+  app->add_option("--count", o->count, "how many samples to show when --sample is not given")
+      ->capture_default_str();
+  app->add_option("--color", o->color,
+                  "auto|always|never: dim the context (non-loss) text instead of bracketing it")
+      ->capture_default_str();
+
+  c.run = [o] {
+    LOOM_INPUT_CHECK(!o->data.empty(), "--data FILE.h5 is required: the token file to inspect");
+    LOOM_INPUT_CHECK(o->count >= 0, "--count must be >= 0, got " << o->count);
+    InspectDataOptions d;
+    d.data = o->data;
+    d.tokenizer_dir = o->tokenizer;
+    d.samples = o->samples;
+    d.count = o->count;
+    d.style = maskStyle(o->color);
+    inspectDataset(d, std::cout);
+    std::cout << std::flush;
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace loom::cli
