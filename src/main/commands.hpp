@@ -17,7 +17,17 @@ struct Command {
 /// `trainer prepare`: JSONL / JSON / text -> pre-tokenized HDF5 (src/main/prepare_command.cpp).
 Command addPrepareCommand(CLI::App& parent);
 
-/// `trainer inspect --data FILE.h5`: a token file's summary and samples (src/main/inspect_command.cpp).
+/// `trainer inspect --model DIR [--config FILE] | --data FILE.h5`: a model's architecture,
+/// parameters and memory estimate, or a token file's summary and samples
+/// (src/main/inspect_command.cpp, src/main/model_inspect.cpp).
 Command addInspectCommand(CLI::App& parent);
+
+/// `trainer eval --config FILE`: loss of the configured model (+ finetune.adapter) on data.eval;
+/// the last stdout line is one JSON object (src/main/eval_command.cpp).
+Command addEvalCommand(CLI::App& parent);
+
+/// `trainer export --config FILE --out DIR [--merge]`: the run's adapter (PEFT), merged or full
+/// model (Hugging Face folder), staged and renamed (src/main/export_command.cpp).
+Command addExportCommand(CLI::App& parent);
 
 }  // namespace loom::cli

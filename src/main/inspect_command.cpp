@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "model_inspect.hpp"
 #include "loom/core/error.hpp"
 #include "loom/data/dataset_inspect.hpp"
 
@@ -18,6 +19,8 @@ namespace loom::cli {
 namespace {
 
 struct InspectCli {
+  std::string model;
+  std::string config;
   std::string data;
   std::string tokenizer;
   std::vector<int64_t> samples;
@@ -38,8 +41,11 @@ MaskStyle maskStyle(const std::string& color) {
 Command addInspectCommand(CLI::App& parent) {
   auto o = std::make_shared<InspectCli>();
   Command c;
-  CLI::App* app = parent.add_subcommand("inspect", "show what a prepared data file (--data) holds");
+  CLI::App* app = parent.add_subcommand(
+      "inspect", "show a model (--model: architecture, parameters, memory) or a prepared data file (--data)");
   c.app = app;
+  app->add_option("--model", o->model, "Hugging Face model folder: architecture, parameters, memory");
+  app->add_option("--config", o->config, "run config whose finetune method --model is costed for");
   app->add_option("--data", o->data,
                   "a token file from `trainer prepare`: summary and decoded samples");
   app->add_option("--tokenizer", o->tokenizer,
@@ -52,7 +58,12 @@ Command addInspectCommand(CLI::App& parent) {
       ->capture_default_str();
 
   c.run = [o] {
-    LOOM_INPUT_CHECK(!o->data.empty(), "--data FILE.h5 is required: the token file to inspect");
+    LOOM_INPUT_CHECK(!o->model.empty() || !o->data.empty(),
+                     "one of --model DIR or --data FILE.h5 is required (see trainer inspect --help)");
+    if (!o->model.empty()) {
+      const int rc = inspectModel(o->model, o->config);
+      if (o->data.empty() || rc != 0) return rc;
+    }
     LOOM_INPUT_CHECK(o->count >= 0, "--count must be >= 0, got " << o->count);
     InspectDataOptions d;
     d.data = o->data;

@@ -31,6 +31,7 @@
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/grad_sync.hpp"
 #include "loom/train/metrics.hpp"
+#include "loom/train/model_setup.hpp"
 #include "loom/train/schedule.hpp"
 
 namespace loom {
@@ -45,15 +46,6 @@ extern "C" void onStopSignal(int sig) { g_stop_signal = sig; }
 using Clock = std::chrono::steady_clock;
 double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-at::ScalarType scalarType(DType d) {
-  switch (d) {
-    case DType::kBF16: return at::kBFloat16;
-    case DType::kFP16: return at::kHalf;
-    case DType::kFP32: return at::kFloat;
-  }
-  return at::kFloat;
 }
 
 uint64_t fnv1a(const std::string& s) {
@@ -174,36 +166,11 @@ class Trainer {
   }
 
   void setupModel() {
-    const std::string where = config_.where("model.path");
-    LOOM_INPUT_CHECK(fs::is_directory(config_.model.path),
-                     "config error: " << where << ": model.path: '" << config_.model.path
-                                      << "' is not a folder (expected a Hugging Face model folder "
-                                         "with config.json and *.safetensors)");
-    LOOM_INPUT_CHECK(config_.finetune.method != FinetuneMethod::kQLora,
-                     "config error: " << config_.where("finetune.method")
-                                      << ": finetune.method: qlora is not available in this build "
-                                         "yet; use lora or full");
-    DecoderOptions options;
-    options.dtype = dtype_;
-    options.device = device_;
-    options.activation_checkpointing = config_.model.gradient_checkpointing;
-    model_ = loadModel(config_.model.path, options);
-    lora_ = config_.finetune.method == FinetuneMethod::kLora;
     torch::manual_seed(config_.run.seed);  // the same LoRA initialisation on every rank
-    if (lora_) {
-      if (config_.finetune.adapter) {
-        spec_ = loadAdapter(*model_, *config_.finetune.adapter);
-      } else {
-        spec_.rank = config_.finetune.lora.r;
-        spec_.alpha = config_.finetune.lora.alpha;
-        spec_.dropout = config_.finetune.lora.dropout;
-        spec_.use_rslora = config_.finetune.lora.rslora;
-        spec_.target_modules = config_.finetune.lora.targets;
-        applyLora(*model_, spec_);
-      }
-    } else {
-      enableFullFinetune(*model_);
-    }
+    ModelSetup setup = loom::setupModel(config_, device_, dtype_);
+    model_ = setup.model;
+    lora_ = setup.lora;
+    spec_ = setup.spec;
     torch::NoGradGuard no_grad;
     for (const auto& item : model_->named_parameters()) {
       if (!item.value().requires_grad()) continue;

@@ -25,7 +25,8 @@ namespace loom {
 
 /// Sums over the evaluated samples. Add the results of several ranks or parts with +=.
 struct EvalResult {
-  double loss_sum = 0.0;    ///< sum of token cross-entropies (each micro-batch's fp32 sum, added in fp64)
+  double loss_sum =
+      0.0;  ///< sum of token cross-entropies (each micro-batch's fp32 sum, added in fp64)
   int64_t loss_tokens = 0;  ///< target tokens in loss_sum
   int64_t samples = 0;      ///< samples evaluated
   int64_t tokens = 0;       ///< input tokens (after truncation to seq_len)
@@ -52,7 +53,7 @@ struct EvalOptions {
   /// Samples read from the file at a time (and packed together); 0: enough for about 16
   /// micro-batches. The next group is read on a background thread while one is evaluated.
   int64_t samples_per_read = 0;
-  int32_t pad_id = 0;            ///< fills row padding (never attended to, never a target)
+  int32_t pad_id = 0;                ///< fills row padding (never attended to, never a target)
   int64_t loss_chunk_tokens = 2048;  ///< tokens per chunk of the chunked loss
   std::function<void(const EvalProgress&)> progress;  ///< optional
 };
@@ -71,9 +72,8 @@ std::vector<int64_t> evalShare(const BatchPlanner& planner, const std::vector<do
 /// packed as the planner packs a rank's share) with no gradient, in eval mode (LoRA dropout
 /// off); the model's training mode is restored afterwards. `planner` must be built over
 /// `dataset`'s index; its seq_len and packing apply. An empty list gives an all-zero result.
-EvalResult evaluateSamples(CausalLm& model, const Hdf5Dataset& dataset,
-                           const BatchPlanner& planner, const std::vector<int64_t>& sample_ids,
-                           const EvalOptions& options = {});
+EvalResult evaluateSamples(CausalLm& model, const Hdf5Dataset& dataset, const BatchPlanner& planner,
+                           const std::vector<int64_t>& sample_ids, const EvalOptions& options = {});
 
 /// Single process: every sample of `dataset`.
 EvalResult evaluateDataset(CausalLm& model, const Hdf5Dataset& dataset, int64_t seq_len,

@@ -25,7 +25,7 @@ namespace loom {
 /// A loaded model and what is trained in it.
 struct ModelSetup {
   std::shared_ptr<CausalLm> model;
-  LoraSpec spec;   ///< the LoRA in the model (meaningful when `lora`)
+  LoraSpec spec;  ///< the LoRA in the model (meaningful when `lora`)
   bool lora = false;
   /// The parameters the optimizer updates: the LoRA A/B weights, or every parameter.
   std::vector<at::Tensor> trainable;

@@ -1,0 +1,240 @@
+// `trainer export`: writes what a run produced in the form the Hugging Face ecosystem loads.
+//
+//   finetune.method lora   the adapter is finetune.adapter when set, else the run's final
+//                          adapter, <run.output_dir>/adapter.
+//                          without --merge: that adapter, validated against model.path and
+//                            re-written in PEFT layout (weights in fp32, as PEFT keeps them);
+//                          with --merge: LoRA folded into model.path's weights, saved as a
+//                            full Hugging Face folder (AutoModelForCausalLM.from_pretrained).
+//   finetune.method full   the run's final model, <run.output_dir>/model, when it holds a
+//                          config.json, else model.path, saved as a full Hugging Face folder.
+//
+// Full folders are written in --dtype (default: the source checkpoint's dtype), sharded above
+// --max-shard-size. The output goes to "<DIR>.tmp-<pid>" and is renamed onto DIR at the end,
+// so DIR never holds a half-written export; a non-empty DIR is replaced only with --force.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "loom/config/config.hpp"
+#include "loom/core/error.hpp"
+#include "loom/core/file_util.hpp"
+#include "loom/core/log.hpp"
+#include "loom/model/hf_config.hpp"
+#include "loom/model/hf_io.hpp"
+#include "loom/model/lora.hpp"
+#include "loom/train/model_setup.hpp"
+
+namespace loom::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ExportCli {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string out;
+  bool merge = false;
+  bool force = false;
+  std::string dtype;
+  uint64_t max_shard_bytes = kDefaultMaxShardBytes;
+};
+
+/// `path` made absolute, normalised, without a trailing separator.
+fs::path normalised(const fs::path& path) {
+  fs::path p = fs::absolute(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p;
+}
+
+/// True when `inner` is `outer` or lies inside it (resolving links where they exist).
+bool within(const fs::path& inner, const fs::path& outer) {
+  const fs::path a = fs::weakly_canonical(normalised(inner));
+  const fs::path b = fs::weakly_canonical(normalised(outer));
+  auto ai = a.begin();
+  for (auto bi = b.begin(); bi != b.end(); ++bi, ++ai) {
+    if (ai == a.end() || *ai != *bi) return false;
+  }
+  return true;
+}
+
+/// A folder written under a temporary sibling name and renamed onto its target on commit();
+/// removed if never committed (an exception on the way).
+class StagedFolder {
+ public:
+  StagedFolder(fs::path target, bool replace) : target_(std::move(target)), replace_(replace) {
+    staging_ = target_;
+    staging_ += ".tmp-" + std::to_string(::getpid());
+    fs::create_directories(target_.parent_path());
+    fs::remove_all(staging_);
+    fs::create_directories(staging_);
+  }
+  ~StagedFolder() {
+    std::error_code ignored;
+    if (!committed_) fs::remove_all(staging_, ignored);
+  }
+  StagedFolder(const StagedFolder&) = delete;
+  StagedFolder& operator=(const StagedFolder&) = delete;
+
+  const fs::path& path() const { return staging_; }
+
+  void commit() {
+    fsyncPath(staging_);
+    if (fs::exists(target_)) {
+      LOOM_CHECK(replace_ || fs::is_empty(target_), target_.string() << " appeared meanwhile");
+      // Move the old folder aside first: a crash between the renames leaves both, whole.
+      fs::path old = target_;
+      old += ".old-" + std::to_string(::getpid());
+      fs::remove_all(old);
+      fs::rename(target_, old);
+      fs::rename(staging_, target_);
+      fs::remove_all(old);
+    } else {
+      fs::rename(staging_, target_);
+    }
+    fsyncPath(target_.parent_path());
+    committed_ = true;
+  }
+
+ private:
+  fs::path target_;
+  fs::path staging_;
+  bool replace_;
+  bool committed_ = false;
+};
+
+at::ScalarType parseDtypeFlag(const std::string& text) {
+  if (text == "bf16") return at::kBFloat16;
+  if (text == "fp16") return at::kHalf;
+  if (text == "fp32") return at::kFloat;
+  LOOM_INPUT_CHECK(false, "--dtype: got '" << text << "', expected bf16, fp16 or fp32");
+  return at::kFloat;
+}
+
+/// The folder of the adapter to export (see the top of this file).
+fs::path adapterSource(const Config& config) {
+  if (config.finetune.adapter) return *config.finetune.adapter;
+  const fs::path run_adapter = fs::path(config.run.output_dir) / "adapter";
+  LOOM_INPUT_CHECK(fs::is_regular_file(run_adapter / "adapter_config.json"),
+                   "finetune.adapter is not set in "
+                       << config.source_file << " and run.output_dir ("
+                       << config.where("run.output_dir") << ") holds no final adapter: '"
+                       << run_adapter.string()
+                       << "' has no adapter_config.json. Set finetune.adapter to the adapter "
+                          "to export (or --set finetune.adapter=DIR)");
+  return run_adapter;
+}
+
+/// The folder of the full model to export (see the top of this file).
+fs::path fullModelSource(const Config& config) {
+  const fs::path run_model = fs::path(config.run.output_dir) / "model";
+  if (fs::is_regular_file(run_model / "config.json")) return run_model;
+  return config.model.path;
+}
+
+int runExport(const ExportCli& o) {
+  Config config = loadConfig(o.config, o.overrides);
+  LOOM_INPUT_CHECK(!o.out.empty(), "--out DIR is required");
+  const fs::path out = normalised(o.out);
+  if (fs::exists(out)) {
+    LOOM_INPUT_CHECK(fs::is_directory(out), "--out " << o.out << ": exists and is not a folder");
+    LOOM_INPUT_CHECK(o.force || fs::is_empty(out),
+                     "--out " << o.out << ": the folder is not empty; pass --force to replace it");
+  }
+  const bool lora = config.finetune.method != FinetuneMethod::kFull;
+  LOOM_INPUT_CHECK(lora || !o.merge, "--merge: finetune.method ("
+                                         << config.where("finetune.method")
+                                         << ") is full; there is no LoRA to merge");
+  LOOM_INPUT_CHECK(o.dtype.empty() || !lora || o.merge,
+                   "--dtype applies to full model folders (--merge, or finetune.method full); "
+                   "an adapter is written in fp32, as PEFT keeps it");
+
+  fs::path source;  // what is read: the adapter (LoRA) or the model folder (full)
+  if (lora) {
+    source = adapterSource(config);
+    config.finetune.adapter = source.string();
+  } else {
+    source = fullModelSource(config);
+    config.model.path = source.string();
+  }
+  // Replacing --out must not delete what is read.
+  for (const fs::path& input : {source, fs::path(config.model.path)}) {
+    LOOM_INPUT_CHECK(!within(input, out), "--out " << o.out << " overlaps the input folder "
+                                                   << input.string()
+                                                   << "; choose another output folder");
+  }
+  checkModelFolder(config);
+  checkAdapterFolder(config);
+  const HfConfig hf = loadHfConfig(config.model.path);
+  const at::ScalarType source_dtype =
+      parseDtypeName(hf.torch_dtype, config.model.path + "/config.json");
+  const at::ScalarType out_dtype = o.dtype.empty() ? source_dtype : parseDtypeFlag(o.dtype);
+
+  // Loading in the checkpoint's own dtype keeps its weights exact; a merge is computed in
+  // fp32 (Projection::mergeLora) and rounded once, to out_dtype, when saved.
+  ModelSetup setup = setupModel(config, c10::Device(c10::kCPU), source_dtype);
+  StagedFolder staged(out, o.force);
+  std::string what;
+  if (lora && !o.merge) {
+    saveAdapter(*setup.model, setup.spec, staged.path(), normalised(config.model.path).string());
+    what = "adapter " + source.string();
+  } else if (lora) {
+    saveMergedModel(*setup.model, staged.path(), config.model.path, out_dtype, o.max_shard_bytes);
+    what = "model " + config.model.path + " merged with adapter " + source.string() + " (" +
+           dtypeName(out_dtype) + ")";
+  } else {
+    saveFullModel(*setup.model, staged.path(), config.model.path, out_dtype, o.max_shard_bytes);
+    what = "model " + config.model.path + " (" + dtypeName(out_dtype) + ")";
+  }
+  staged.commit();
+  LOOM_INFO("export: wrote " << what << " to " << out.string());
+  std::cout << "exported " << what << " to " << out.string() << std::endl;
+  return kExitOk;
+}
+
+}  // namespace
+
+Command addExportCommand(CLI::App& parent) {
+  auto o = std::make_shared<ExportCli>();
+  Command c;
+  CLI::App* app = parent.add_subcommand(
+      "export", "write the run's adapter (PEFT), merged model or full model (Hugging Face)");
+  c.app = app;
+  app->add_option("--config,-c", o->config, "run configuration (YAML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app->add_option("--set", o->overrides,
+                  "override a config key, validated like the file: --set finetune.adapter=DIR "
+                  "(repeatable)")
+      ->allow_extra_args(false);
+  app->add_option("--out,-o", o->out, "output folder (must be empty or absent unless --force)")
+      ->required();
+  app->add_flag("--merge", o->merge,
+                "LoRA: fold the adapter into the base and write a full Hugging Face model");
+  app->add_flag("--force", o->force, "replace a non-empty --out folder");
+  app->add_option("--dtype", o->dtype,
+                  "bf16|fp16|fp32 for full model folders (default: the source checkpoint's)");
+  app->add_option("--max-shard-size", o->max_shard_bytes,
+                  "bytes per safetensors shard of a full model folder")
+      ->capture_default_str();
+  app->footer(
+      "What is exported:\n"
+      "  finetune.method lora: the adapter finetune.adapter, or the run's final adapter\n"
+      "    <run.output_dir>/adapter when finetune.adapter is unset. Without --merge it is\n"
+      "    checked against model.path and written in PEFT layout (adapter_config.json +\n"
+      "    adapter_model.safetensors); with --merge, folded into model.path's weights.\n"
+      "  finetune.method full: <run.output_dir>/model when it holds a config.json, else\n"
+      "    model.path, written as a Hugging Face folder (config, shards, tokenizer files).\n"
+      "The output is written to <out>.tmp-<pid> and renamed onto <out> when complete.\n"
+      "Exit codes: 0 ok, 1 failure, 2 bad input (the message names the config key or file).");
+  c.run = [o] { return runExport(*o); };
+  return c;
+}
+
+}  // namespace loom::cli

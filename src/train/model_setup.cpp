@@ -1,0 +1,114 @@
+#include "loom/train/model_setup.hpp"
+
+#include <torch/nn/module.h>
+
+#include <string>
+
+#include "loom/core/error.hpp"
+#include "loom/core/log.hpp"
+#include "loom/model/hf_io.hpp"
+
+namespace loom {
+
+namespace fs = std::filesystem;
+
+at::ScalarType scalarType(DType dtype) {
+  switch (dtype) {
+    case DType::kBF16:
+      return at::kBFloat16;
+    case DType::kFP16:
+      return at::kHalf;
+    case DType::kFP32:
+      return at::kFloat;
+  }
+  return at::kFloat;
+}
+
+LoraSpec loraSpecFromConfig(const LoraConfig& lora) {
+  LoraSpec spec;
+  spec.rank = lora.r;
+  spec.alpha = lora.alpha;
+  spec.dropout = lora.dropout;
+  spec.use_rslora = lora.rslora;
+  spec.target_modules = lora.targets;
+  if (spec.target_modules.empty()) spec.target_modules = {"all-linear"};
+  return spec;
+}
+
+void checkModelFolder(const Config& config) {
+  const fs::path dir = config.model.path;
+  const std::string where = "model.path (" + config.where("model.path") + ")";
+  LOOM_INPUT_CHECK(fs::is_directory(dir), where << ": '" << dir.string()
+                                                << "' is not a folder; expected a Hugging Face "
+                                                   "model folder (config.json + *.safetensors)");
+  LOOM_INPUT_CHECK(fs::is_regular_file(dir / "config.json"),
+                   where << ": '" << dir.string()
+                         << "' has no config.json; expected a Hugging Face model folder");
+}
+
+void checkAdapterFolder(const Config& config) {
+  if (!config.finetune.adapter) return;
+  const fs::path dir = *config.finetune.adapter;
+  const std::string where = "finetune.adapter (" + config.where("finetune.adapter") + ")";
+  LOOM_INPUT_CHECK(fs::is_directory(dir),
+                   where << ": '" << dir.string()
+                         << "' is not a folder; expected a PEFT adapter folder "
+                            "(adapter_config.json + adapter_model.safetensors)");
+  LOOM_INPUT_CHECK(fs::is_regular_file(dir / "adapter_config.json"),
+                   where << ": '" << dir.string()
+                         << "' has no adapter_config.json; expected a PEFT adapter folder "
+                            "(adapter_config.json + adapter_model.safetensors)");
+  LOOM_INPUT_CHECK(fs::is_regular_file(dir / "adapter_model.safetensors"),
+                   where << ": '" << dir.string()
+                         << "' has no adapter_model.safetensors (Loom does not read pickled "
+                            "adapter_model.bin)");
+}
+
+ModelSetup setupModel(const Config& config, c10::Device device, at::ScalarType dtype) {
+  LOOM_INPUT_CHECK(config.finetune.method != FinetuneMethod::kQLora,
+                   "finetune.method (" << config.where("finetune.method")
+                                       << "): qlora needs a quantized base, which this build "
+                                          "does not have; use lora or full");
+  checkModelFolder(config);
+  checkAdapterFolder(config);
+
+  DecoderOptions options;
+  options.dtype = dtype;
+  options.device = device;
+  options.activation_checkpointing = config.model.gradient_checkpointing;
+
+  ModelSetup setup;
+  setup.model = loadModel(config.model.path, options);
+  if (config.finetune.method == FinetuneMethod::kFull) {
+    enableFullFinetune(*setup.model);
+  } else if (config.finetune.adapter) {
+    setup.spec = loadAdapter(*setup.model, *config.finetune.adapter);
+    setup.lora = true;
+    // The adapter's own adapter_config.json defines its LoRA; say so when the config asks
+    // for a different one explicitly.
+    const LoraConfig& asked = config.finetune.lora;
+    const bool differs = asked.r != setup.spec.rank || asked.alpha != setup.spec.alpha ||
+                         asked.rslora != setup.spec.use_rslora;
+    for (const auto& [key, place] : config.locations) {
+      if (differs && key.rfind("finetune.lora.", 0) == 0) {
+        LOOM_WARN(place << ": finetune.lora (r=" << asked.r << " alpha=" << asked.alpha
+                        << ") is ignored: the adapter of finetune.adapter brings its own, r="
+                        << setup.spec.rank << " alpha=" << setup.spec.alpha
+                        << (setup.spec.use_rslora ? " (rsLoRA)" : "") << ", in "
+                        << *config.finetune.adapter << "/adapter_config.json");
+        break;
+      }
+    }
+  } else {
+    setup.spec = loraSpecFromConfig(config.finetune.lora);
+    setup.spec.validate("finetune.lora (" + config.where("finetune.lora") + ")");
+    applyLora(*setup.model, setup.spec);
+    setup.lora = true;
+  }
+  for (auto& p : setup.model->parameters(/*recurse=*/true)) {
+    if (p.requires_grad()) setup.trainable.push_back(p);
+  }
+  return setup;
+}
+
+}  // namespace loom

@@ -1,0 +1,360 @@
+// `trainer eval`, `trainer export` and `trainer inspect --model` as a user runs them.
+//
+// Built twice (tests/main/CMakeLists.txt): without LOOM_REFERENCE_TESTS the `unit` cases
+// (bad input, inspect from a config.json written here: no Python); with it the `reference`
+// cases, where a tiny model and a PEFT adapter come from transformers/PEFT
+// (tests/python/eval_reference.py) and the numbers are compared with theirs.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "loom/data/hdf5_dataset.hpp"
+#include "support/test_support.hpp"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ProcessResult;
+using testing::runProcess;
+using testing::TempDir;
+using testing::trainerPath;
+
+constexpr int64_t kSeqLen = 32;
+
+/// Writes a token file of random samples over a 300-token vocabulary: one longer than
+/// kSeqLen (cut by eval), an empty one, one without targets.
+void writeEvalData(const fs::path& path) {
+  const std::vector<int64_t> lengths{12, 40, 0, 5, 17, 2, 31, 9, 25, 16, 1, 32, 7, 21};
+  std::mt19937 rng(42);
+  Hdf5DatasetInfo info;
+  info.vocab_size = 300;
+  Hdf5DatasetWriter writer(path, info);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    std::vector<int32_t> tokens;
+    std::vector<uint8_t> mask;
+    for (int64_t t = 0; t < lengths[i]; ++t) {
+      tokens.push_back(static_cast<int32_t>(rng() % 300));
+      mask.push_back(i != 3 && rng() % 10 < 7 ? 1 : 0);
+    }
+    writer.append(tokens, mask);
+  }
+  writer.finish();
+}
+
+/// A run config; run.output_dir is on line 2, model.path on line 4, finetune.adapter (when
+/// given) on line 8 and data.eval (when given) on line 11, or 12 after an adapter.
+std::string configText(const std::string& model, const std::string& eval = "",
+                       const std::string& adapter = "", const std::string& method = "lora",
+                       const std::string& output_dir = "/nonexistent/loom-run") {
+  std::ostringstream s;
+  s << "run:\n"
+    << "  output_dir: " << output_dir << "\n"
+    << "model:\n"
+    << "  path: " << model << "\n"
+    << "  dtype: fp32\n"
+    << "finetune:\n"
+    << "  method: " << method << "\n"
+    << (adapter.empty() ? "" : "  adapter: " + adapter + "\n")
+    << "  lora: {r: 8, alpha: 16, dropout: 0.0, targets: [q_proj, v_proj]}\n"
+    << "data:\n"
+    << "  train: /nonexistent/train.h5\n"
+    << (eval.empty() ? "" : "  eval: " + eval + "\n") << "  seq_len: " << kSeqLen << "\n"
+    << "train:\n"
+    << "  global_batch_tokens: 256\n"
+    << "  max_steps: 1\n";
+  return s.str();
+}
+
+ProcessResult trainer(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{trainerPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = runProcess(argv);
+  std::cout << "$ trainer";
+  for (const auto& a : args) std::cout << " " << a;
+  std::cout << "  -> exit " << r.exit_code << "\n" << r.output << "\n";
+  return r;
+}
+
+void expectContains(const std::string& text, const std::vector<std::string>& needles) {
+  for (const auto& n : needles) {
+    EXPECT_NE(text.find(n), std::string::npos) << "output lacks '" << n << "'";
+  }
+}
+
+#ifndef LOOM_REFERENCE_TESTS
+
+/// A Qwen3-shaped config.json (hidden 64, 2 layers, heads 4/2, head_dim 24, untied).
+const char* kTinyConfigJson = R"({
+  "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 300,
+  "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+  "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 24,
+  "hidden_act": "silu", "max_position_embeddings": 256, "rms_norm_eps": 1e-6,
+  "tie_word_embeddings": false, "attention_bias": false, "dtype": "float32"
+})";
+
+TEST(EvalCommand, MissingDataEvalNamesTheKeyAndFile) {
+  TempDir dir("loom-cmd");
+  const auto config = dir.write("run.yaml", configText(dir.path().string()));
+  const auto r = trainer({"eval", "--config", config.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"data.eval", config.string()});
+}
+
+TEST(EvalCommand, BadDataFileNamesTheKeyLineAndFile) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  const auto bad = dir.write("eval.h5", "this is not an HDF5 file\n");
+  const auto config = dir.write("run.yaml", configText(dir.path().string(), bad.string()));
+  const auto r = trainer({"eval", "--config", config.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"data.eval (" + config.string() + ":11", bad.string()});
+}
+
+TEST(EvalCommand, MissingModelFolderNamesModelPath) {
+  TempDir dir("loom-cmd");
+  const auto missing = (dir.path() / "no-such-model").string();
+  const auto config = dir.write("run.yaml", configText(missing, "x.h5"));
+  const auto r = trainer({"eval", "--config", config.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"model.path (" + config.string() + ":4", missing});
+}
+
+TEST(EvalCommand, AdapterWithoutAdapterConfigNamesFinetuneAdapter) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  fs::create_directories(dir.path() / "adapter");
+  const auto adapter = (dir.path() / "adapter").string();
+  const auto config = dir.write("run.yaml", configText(dir.path().string(), "x.h5", adapter));
+  for (const char* command : {"eval", "export"}) {
+    SCOPED_TRACE(command);
+    std::vector<std::string> args{command, "--config", config.string()};
+    if (std::string(command) == "export") {
+      args.insert(args.end(), {"--out", (dir.path() / "out").string()});
+    }
+    const auto r = trainer(args);
+    EXPECT_EQ(r.exit_code, 2);
+    expectContains(r.output,
+                   {"finetune.adapter (" + config.string() + ":8", adapter, "adapter_config.json"});
+  }
+  EXPECT_FALSE(fs::exists(dir.path() / "out"));
+}
+
+TEST(EvalCommand, BadFlagsAreRefused) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  const auto config = dir.write("run.yaml", configText(dir.path().string(), "x.h5"));
+  auto r = trainer({"eval", "--config", config.string(), "--device", "gpu"});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"--device", "cpu"});
+  r = trainer({"eval", "--config", config.string(), "--batch-size", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"--batch-size"});
+}
+
+TEST(ExportCommand, RefusesNonEmptyOutputWithoutForce) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  const auto out = dir.path() / "out";
+  fs::create_directories(out);
+  std::ofstream(out / "keep.txt") << "mine\n";
+  const auto config = dir.write("run.yaml", configText(dir.path().string()));
+  const auto r = trainer({"export", "--config", config.string(), "--out", out.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {out.string(), "not empty", "--force"});
+  EXPECT_TRUE(fs::exists(out / "keep.txt"));
+}
+
+TEST(ExportCommand, NoAdapterToExportNamesBothPlaces) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  const auto run_dir = (dir.path() / "run").string();
+  const auto config =
+      dir.write("run.yaml", configText(dir.path().string(), "", "", "lora", run_dir));
+  auto r = trainer({"export", "--config", config.string(), "--out", (dir.path() / "out").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"finetune.adapter", "run.output_dir (" + config.string() + ":2",
+                            run_dir + "/adapter"});
+  // An output folder that holds the input would be destroyed by --force: refused.
+  r = trainer({"export", "--config", config.string(), "--merge", "--force", "--out",
+               dir.path().string(), "--set", "finetune.method=full"});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"--merge", "full"});
+  r = trainer({"export", "--config", config.string(), "--force", "--out", dir.path().string(),
+               "--set", "finetune.method=full"});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"overlaps"});
+  EXPECT_TRUE(fs::exists(dir.path() / "config.json"));
+}
+
+TEST(InspectModel, CountsFollowTheConfiguredMethod) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  // Default: LoRA r=16 all-linear. Per layer r * (in + out) over q(64->96) k,v(64->48)
+  // o(96->64) gate,up(64->96) down(96->64): 16 * (160 + 112 + 112 + 160 * 4) = 16384.
+  auto r = trainer({"inspect", "--model", dir.path().string()});
+  EXPECT_EQ(r.exit_code, 0);
+  expectContains(r.output, {"architecture: qwen3, 2 layers, hidden 64", "LoRA r=16", "all-linear",
+                            "(32768, ", "memory estimate", "bfloat16: weights"});
+
+  // The config's LoRA: r=8 on q_proj, v_proj: 8 * (160 + 112) * 2 layers = 4352.
+  const auto config = dir.write("run.yaml", configText(dir.path().string()));
+  r = trainer({"inspect", "--model", dir.path().string(), "--config", config.string()});
+  EXPECT_EQ(r.exit_code, 0);
+  expectContains(r.output, {"LoRA r=8", "q_proj, v_proj", "(4352, "});
+
+  const auto full = dir.write("full.yaml", configText(dir.path().string(), "", "", "full"));
+  r = trainer({"inspect", "--model", dir.path().string(), "--config", full.string()});
+  EXPECT_EQ(r.exit_code, 0);
+  expectContains(r.output, {"fine-tuning: full"});
+
+  r = trainer({"inspect", "--model", (dir.path() / "nothing").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"--model", "config.json"});
+}
+
+#else  // LOOM_REFERENCE_TESTS
+
+/// The JSON object on the last line of the eval output that starts with '{'.
+nlohmann::json lastJsonLine(const std::string& output) {
+  std::istringstream in(output);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] == '{') last = line;
+  }
+  EXPECT_FALSE(last.empty()) << "no JSON line in the output";
+  return last.empty() ? nlohmann::json::object() : nlohmann::json::parse(last);
+}
+
+/// The last line of stdout alone must be the JSON (stderr carries progress).
+void expectJsonIsLastStdoutLine(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"/bin/sh", "-c", "\"$0\" \"$@\" 2>/dev/null | tail -n 1",
+                                trainerPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto r = runProcess(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_TRUE(j.contains("loss") && j.contains("tokens") && j.contains("perplexity") &&
+              j.contains("samples"))
+      << r.output;
+}
+
+struct Reference {
+  double loss_sum = 0;
+  int64_t tokens = 0;
+  int64_t samples = 0;
+};
+
+Reference pythonLoss(const std::vector<std::string>& args) {
+  auto py = testing::runPythonScript("eval_reference.py", args);
+  EXPECT_EQ(py.exit_code, 0) << py.output;
+  const auto j = lastJsonLine(py.output);
+  return {j.value("loss_sum", 0.0), j.value("tokens", int64_t{0}), j.value("samples", int64_t{0})};
+}
+
+void expectEvalEquals(const nlohmann::json& got, const Reference& want, const std::string& what) {
+  ASSERT_TRUE(got.contains("loss")) << got.dump();
+  const double want_loss = want.loss_sum / static_cast<double>(want.tokens);
+  const double rel = std::abs(got["loss"].get<double>() - want_loss) / want_loss;
+  std::cout << what << ": loom loss " << got["loss"].get<double>() << ", reference " << want_loss
+            << ", rel diff " << rel << " over " << want.tokens << " tokens\n";
+  EXPECT_LE(rel, 1e-5);
+  EXPECT_EQ(got["tokens"].get<int64_t>(), want.tokens);
+  EXPECT_EQ(got["samples"].get<int64_t>(), want.samples);
+  EXPECT_NEAR(got["perplexity"].get<double>(), std::exp(got["loss"].get<double>()),
+              1e-9 * got["perplexity"].get<double>());
+}
+
+/// A tiny transformers model in dir/model and a PEFT adapter with random A and B in dir/adapter.
+void makeModelAndAdapter(const TempDir& dir) {
+  const auto py = testing::runPythonScript("eval_reference.py", {"make", dir.path().string()});
+  ASSERT_EQ(py.exit_code, 0) << py.output;
+}
+
+TEST(EvalCommandReference, LossEqualsTransformersAndPeft) {
+  TempDir dir("loom-eval-ref");
+  ASSERT_NO_FATAL_FAILURE(makeModelAndAdapter(dir));
+  const auto model = (dir.path() / "model").string(), adapter = (dir.path() / "adapter").string();
+  const auto data = dir.path() / "eval.h5";
+  writeEvalData(data);
+  const auto base_cfg = dir.write("base.yaml", configText(model, data.string()));
+  const auto peft_cfg = dir.write("peft.yaml", configText(model, data.string(), adapter));
+
+  const Reference base_ref = pythonLoss({"loss", model, data.string(), std::to_string(kSeqLen)});
+  const Reference peft_ref =
+      pythonLoss({"loss", model, data.string(), std::to_string(kSeqLen), "--adapter", adapter});
+  ASSERT_GT(base_ref.tokens, 0);
+  EXPECT_GT(std::abs(peft_ref.loss_sum - base_ref.loss_sum), 1e-3 * base_ref.loss_sum)
+      << "the adapter should change the loss";
+
+  // Base (with a fresh LoRA, B = 0: the base's loss), packed and one sample per row.
+  auto r = trainer({"eval", "--config", base_cfg.string(), "--device", "cpu"});
+  ASSERT_EQ(r.exit_code, 0);
+  expectEvalEquals(lastJsonLine(r.output), base_ref, "base, packed");
+  r = trainer({"eval", "--config", base_cfg.string(), "--device", "cpu", "--batch-size", "1",
+               "--set", "data.packing=false"});
+  ASSERT_EQ(r.exit_code, 0);
+  expectEvalEquals(lastJsonLine(r.output), base_ref, "base, unpacked");
+  r = trainer(
+      {"eval", "--config", base_cfg.string(), "--device", "cpu", "--set", "finetune.method=full"});
+  ASSERT_EQ(r.exit_code, 0);
+  expectEvalEquals(lastJsonLine(r.output), base_ref, "base, method full");
+
+  r = trainer({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
+  ASSERT_EQ(r.exit_code, 0);
+  expectEvalEquals(lastJsonLine(r.output), peft_ref, "PEFT adapter");
+  expectJsonIsLastStdoutLine({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
+}
+
+TEST(ExportCommandReference, OutputsLoadInTransformersAndPeft) {
+  TempDir dir("loom-export-ref");
+  ASSERT_NO_FATAL_FAILURE(makeModelAndAdapter(dir));
+  const auto model = (dir.path() / "model").string(), adapter = (dir.path() / "adapter").string();
+  const auto run_dir = (dir.path() / "run").string();
+  const auto config = dir.write("peft.yaml", configText(model, "", adapter, "lora", run_dir));
+  const auto merged = dir.path() / "exports" / "merged";
+  const auto exported_adapter = dir.path() / "exports" / "adapter";
+  const auto full = dir.path() / "exports" / "full";
+
+  auto r = trainer({"export", "--config", config.string(), "--out", merged.string(), "--merge",
+                    "--max-shard-size", "100000"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(fs::exists(merged / "model.safetensors.index.json")) << "expected shards";
+  r = trainer({"export", "--config", config.string(), "--out", exported_adapter.string()});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(fs::exists(exported_adapter / "adapter_config.json"));
+  // Full method: the run has no final model folder, so model.path is re-saved.
+  const auto full_cfg = dir.write("full.yaml", configText(model, "", "", "full", run_dir));
+  r = trainer({"export", "--config", full_cfg.string(), "--out", full.string()});
+  ASSERT_EQ(r.exit_code, 0);
+
+  // Nothing staged is left behind, and a second export needs --force.
+  for (const auto& entry : fs::directory_iterator(dir.path() / "exports")) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+  }
+  r = trainer({"export", "--config", config.string(), "--out", merged.string(), "--merge"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = trainer(
+      {"export", "--config", config.string(), "--out", merged.string(), "--merge", "--force"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_FALSE(fs::exists(merged / "model.safetensors.index.json")) << "old shards replaced";
+
+  const std::string peft = "peft:" + model + ":" + adapter;
+  auto py = testing::runPythonScript(
+      "eval_reference.py", {"verify", "--tol", "1e-4", "full:" + merged.string() + "=" + peft,
+                            "peft:" + model + ":" + exported_adapter.string() + "=" + peft,
+                            "full:" + full.string() + "=full:" + model});
+  std::cout << py.output;
+  EXPECT_EQ(py.exit_code, 0) << py.output;
+}
+
+#endif  // LOOM_REFERENCE_TESTS
+
+}  // namespace
+}  // namespace loom

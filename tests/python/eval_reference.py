@@ -1,0 +1,127 @@
+"""Reference values from transformers / PEFT for `trainer eval` and `trainer export`
+(tests/main/model_commands_test.cpp).
+
+    eval_reference.py make OUT [--seed N]
+        A tiny random qwen3 model in OUT/model (make_tiny_model.py) and a PEFT LoRA adapter
+        for it in OUT/adapter (r=4, alpha=8, q/v/o/down projections, lora_A and lora_B
+        random so that the adapter changes the logits).
+    eval_reference.py loss MODEL_DIR DATA.h5 SEQ_LEN [--adapter DIR]
+        The next-token loss of the model (fp32, PeftModel when --adapter) over every sample of
+        a Loom token file, each sample run alone and cut to its first SEQ_LEN tokens: position
+        t predicts token t+1 where loss_mask[t+1] == 1. Prints one JSON line
+        {"loss_sum", "tokens", "loss", "samples"}.
+    eval_reference.py verify [--tol T] JOB...
+        JOB is SPEC=SPEC, SPEC full:MODEL_DIR or peft:BASE_DIR:ADAPTER_DIR. Both sides are
+        loaded (AutoModelForCausalLM.from_pretrained / PeftModel.from_pretrained) and their
+        fp32 logits on a fixed random batch compared. Prints the max abs difference per job;
+        exits 1 when one exceeds --tol.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_tiny_model import VOCAB, make_model  # noqa: E402
+
+
+def cmd_make(args):
+    from peft import LoraConfig, get_peft_model
+    model = make_model("qwen3", os.path.join(args.out, "model"), seed=args.seed)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                        target_modules=["q_proj", "v_proj", "o_proj", "down_proj"])
+    peft_model = get_peft_model(model, config)
+    g = torch.Generator().manual_seed(args.seed + 100)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:  # PEFT starts lora_B at zero: randomise both
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    peft_model.save_pretrained(os.path.join(args.out, "adapter"))
+
+
+def load_model(base_dir, adapter_dir=None):
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    if adapter_dir:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    model.eval()
+    return model
+
+
+def cmd_loss(args):
+    import h5py
+    model = load_model(args.model, args.adapter)
+    with h5py.File(args.data, "r") as f:
+        tokens = torch.from_numpy(f["tokens"][:]).long()
+        mask = torch.from_numpy(f["loss_mask"][:]).long()
+        offsets = f["offsets"][:].tolist()
+    total = 0.0
+    count = 0
+    samples = 0
+    with torch.no_grad():
+        for i in range(len(offsets) - 1):
+            t = tokens[offsets[i]:offsets[i + 1]][:args.seq_len]
+            m = mask[offsets[i]:offsets[i + 1]][:args.seq_len]
+            if t.numel() == 0:
+                continue
+            samples += 1
+            sel = m[1:].bool()
+            if not sel.any():
+                continue
+            logits = model(input_ids=t[None]).logits[0].float()  # [n, V]
+            total += torch.nn.functional.cross_entropy(
+                logits[:-1][sel].double(), t[1:][sel], reduction="sum").item()
+            count += int(sel.sum())
+    print(json.dumps({"loss_sum": total, "tokens": count, "loss": total / max(count, 1),
+                      "samples": samples}))
+
+
+def load_spec(spec):
+    kind, _, rest = spec.partition(":")
+    if kind == "full":
+        return load_model(rest)
+    if kind == "peft":
+        base, _, adapter = rest.partition(":")
+        return load_model(base, adapter)
+    raise SystemExit(f"bad model spec {spec!r}: expected full:DIR or peft:BASE:ADAPTER")
+
+
+def cmd_verify(args):
+    g = torch.Generator().manual_seed(7)
+    tokens = torch.randint(0, VOCAB, (2, 19), generator=g)
+    worst = 0.0
+    for job in args.jobs:
+        a, _, b = job.partition("=")
+        with torch.no_grad():
+            la = load_spec(a)(input_ids=tokens).logits.float()
+            lb = load_spec(b)(input_ids=tokens).logits.float()
+        diff = (la - lb).abs().max().item()
+        worst = max(worst, diff)
+        print(f"{job}: max_abs_diff={diff:.3e} (logit scale {lb.abs().max().item():.3g})")
+    sys.exit(1 if worst > args.tol else 0)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("out")
+    m.add_argument("--seed", type=int, default=3)
+    lo = sub.add_parser("loss")
+    lo.add_argument("model")
+    lo.add_argument("data")
+    lo.add_argument("seq_len", type=int)
+    lo.add_argument("--adapter")
+    v = sub.add_parser("verify")
+    v.add_argument("jobs", nargs="+")
+    v.add_argument("--tol", type=float, default=1e-4)
+    args = ap.parse_args(argv)
+    {"make": cmd_make, "loss": cmd_loss, "verify": cmd_verify}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
