@@ -1,6 +1,8 @@
 #include "loom/core/file_util.hpp"
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +20,20 @@ std::filesystem::path temporarySibling(const std::filesystem::path& target) {
   auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
   return dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
                 std::to_string(counter++));
+}
+
+namespace {
+int removeEntry(const char* path, const struct stat*, int, struct FTW*) {
+  return ::remove(path) == 0 ? 0 : -1;
+}
+}  // namespace
+
+bool removeTree(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  if (!S_ISDIR(st.st_mode)) return ::unlink(path.c_str()) == 0;
+  // Children before parents (FTW_DEPTH), symbolic links not followed (FTW_PHYS).
+  return ::nftw(path.c_str(), removeEntry, 32, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 void fsyncPath(const std::filesystem::path& path) {

@@ -72,12 +72,11 @@ class StagedFolder {
     staging_ = target_;
     staging_ += ".tmp-" + std::to_string(::getpid());
     fs::create_directories(target_.parent_path());
-    fs::remove_all(staging_);
+    removeTree(staging_);
     fs::create_directories(staging_);
   }
   ~StagedFolder() {
-    std::error_code ignored;
-    if (!committed_) fs::remove_all(staging_, ignored);
+    if (!committed_) removeTree(staging_);
   }
   StagedFolder(const StagedFolder&) = delete;
   StagedFolder& operator=(const StagedFolder&) = delete;
@@ -91,10 +90,10 @@ class StagedFolder {
       // Move the old folder aside first: a crash between the renames leaves both, whole.
       fs::path old = target_;
       old += ".old-" + std::to_string(::getpid());
-      fs::remove_all(old);
+      removeTree(old);
       fs::rename(target_, old);
       fs::rename(staging_, target_);
-      fs::remove_all(old);
+      removeTree(old);
     } else {
       fs::rename(staging_, target_);
     }

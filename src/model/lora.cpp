@@ -1,7 +1,7 @@
 #include "loom/model/lora.hpp"
 
 #include <cmath>
-#include <regex>
+#include <pcre2.h>
 #include <set>
 
 #include <torch/torch.h>
@@ -30,13 +30,45 @@ std::string shortName(const std::string& module_path) {
 }  // namespace
 }  // namespace detail
 
+namespace detail {
+namespace {
+// PEFT's regex target_modules (Python re.fullmatch), through PCRE2 rather than std::regex:
+// libtorch carries its own instantiations of libstdc++'s regex internals, which crashed
+// when mixed with ours on a machine with another compiler (see train/checkpoint.cpp).
+pcre2_code* compileRegex(const std::string& pattern, std::string* error) {
+  int code = 0;
+  PCRE2_SIZE offset = 0;
+  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                 PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &code, &offset,
+                                 nullptr);
+  if (re == nullptr && error != nullptr) {
+    PCRE2_UCHAR buf[256];
+    pcre2_get_error_message(code, buf, sizeof(buf));
+    *error = reinterpret_cast<const char*>(buf) + std::string(" at offset ") + std::to_string(offset);
+  }
+  return re;
+}
+
+bool fullMatch(const std::string& pattern, const std::string& text) {
+  pcre2_code* re = compileRegex(pattern, nullptr);
+  if (re == nullptr) return false;
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
+  const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, md,
+                             nullptr);
+  pcre2_match_data_free(md);
+  pcre2_code_free(re);
+  return rc >= 0;
+}
+}  // namespace
+}  // namespace detail
+
 double LoraSpec::scaling() const {
   return use_rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / rank;
 }
 
 bool LoraSpec::targets(const std::string& module_path) const {
   if (detail::shortName(module_path) == "lm_head") return false;
-  if (!target_regex.empty()) return std::regex_match(module_path, std::regex(target_regex));
+  if (!target_regex.empty()) return detail::fullMatch(target_regex, module_path);
   for (const auto& t : target_modules) {
     if (t == "all-linear" || module_path == t || detail::endsWith(module_path, "." + t)) {
       return true;
@@ -52,12 +84,11 @@ void LoraSpec::validate(const std::string& source) const {
   LOOM_INPUT_CHECK(!target_modules.empty() || !target_regex.empty(),
                    source << ": LoRA target_modules is empty");
   if (!target_regex.empty()) {
-    try {
-      std::regex check(target_regex);
-    } catch (const std::regex_error& e) {
-      LOOM_INPUT_CHECK(false, source << ": target_modules '" << target_regex
-                                     << "' is not a valid regular expression");
-    }
+    std::string error;
+    pcre2_code* re = detail::compileRegex(target_regex, &error);
+    LOOM_INPUT_CHECK(re != nullptr, source << ": target_modules '" << target_regex
+                                           << "' is not a valid regular expression: " << error);
+    pcre2_code_free(re);
     return;
   }
   const auto& known = loraModuleNames();

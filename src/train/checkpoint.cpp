@@ -1,10 +1,13 @@
 #include "loom/train/checkpoint.hpp"
 
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <climits>
+#include <cstdint>
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
@@ -16,12 +19,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// N for a folder named "step-N". Parsed by hand, not with std::regex: libtorch carries
+/// its own instantiations of libstdc++'s regex internals, and on a machine whose compiler
+/// differs from the one torch was built with, the mixed instantiations crashed (a call
+/// through a null std::function inside the matcher, seen on the H100 machine).
 std::optional<int64_t> stepOf(const fs::path& dir) {
-  static const std::regex pattern("step-([0-9]+)");
-  std::smatch m;
   const std::string name = dir.filename().string();
-  if (!std::regex_match(name, m, pattern)) return std::nullopt;
-  return std::stoll(m[1]);
+  const std::string prefix = "step-";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  int64_t step = 0;
+  for (size_t i = prefix.size(); i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || step > (INT64_MAX - 9) / 10) return std::nullopt;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
 }
 
 std::vector<std::pair<int64_t, fs::path>> listCheckpoints(const fs::path& dir) {
@@ -70,9 +81,16 @@ TrainerState TrainerState::fromJson(const std::string& text, const std::string& 
   return s;
 }
 
+namespace {
+int fsyncEntry(const char* path, const struct stat*, int, struct FTW*) {
+  fsyncPath(path);
+  return 0;
+}
+}  // namespace
+
 void fsyncTree(const fs::path& dir) {
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) fsyncPath(entry.path());
-  fsyncPath(dir);
+  // nftw rather than std::filesystem's recursive iterator: see removeTree (core/file_util).
+  ::nftw(dir.c_str(), fsyncEntry, 32, FTW_PHYS);
 }
 
 fs::path writeCheckpoint(const fs::path& checkpoints_dir, const TrainerState& state, int64_t keep,
@@ -81,24 +99,22 @@ fs::path writeCheckpoint(const fs::path& checkpoints_dir, const TrainerState& st
   const fs::path final_dir = checkpoints_dir / ("step-" + std::to_string(state.step));
   const fs::path tmp = checkpoints_dir / (".step-" + std::to_string(state.step) + ".tmp-" +
                                           std::to_string(::getpid()));
-  fs::remove_all(tmp);
+  removeTree(tmp);
   fs::create_directories(tmp);
   try {
     write_files(tmp);
     writeFileAtomic(tmp / "trainer_state.json", state.toJson());
     fsyncTree(tmp);
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rerun of the same step
+    if (fs::exists(final_dir)) removeTree(final_dir);  // a rerun of the same step
     fs::rename(tmp, final_dir);
     fsyncPath(checkpoints_dir);
   } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
+    removeTree(tmp);
     throw;
   }
   auto all = listCheckpoints(checkpoints_dir);
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
-    std::error_code ec;
-    fs::remove_all(all[i].second, ec);
+    removeTree(all[i].second);
   }
   return final_dir;
 }

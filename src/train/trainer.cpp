@@ -548,7 +548,7 @@ class Trainer {
     if (!world_.isRoot()) return;
     const fs::path target = run_dir_ / (lora_ ? "adapter" : "model");
     const fs::path tmp = run_dir_ / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
-    fs::remove_all(tmp);
+    removeTree(tmp);
     if (lora_) {
       saveAdapter(*model_, spec_, tmp, config_.model.path);
     } else {
@@ -556,7 +556,7 @@ class Trainer {
                     5LL << 30);
     }
     fsyncTree(tmp);
-    fs::remove_all(target);
+    removeTree(target);
     fs::rename(tmp, target);
     fsyncPath(run_dir_);
     LOOM_INFO((lora_ ? "adapter" : "model") << " written to " << target.string()
