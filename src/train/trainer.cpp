@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <thread>
@@ -213,6 +215,7 @@ class Trainer {
     total_steps_ = config_.train.max_steps ? *config_.train.max_steps
                                            : planner_->stepsForEpochs(*config_.train.epochs);
     pad_id_ = static_cast<int32_t>(std::max<int64_t>(0, train_data_->info().pad_id));
+    prefetcher_ = std::make_unique<Prefetcher>(*train_data_);
     if (config_.data.eval) {
       eval_data_ = std::make_unique<Hdf5Dataset>(*config_.data.eval, vocab);
       PlannerConfig ec = pc;
@@ -356,8 +359,9 @@ class Trainer {
     const GlobalBatch batch = planner_->globalBatch(cursor_);
     const RankStepPlan plan =
         planner_->planRank(batch, balancer_->weights(), world_.rank(), settings_.micro_batch);
-    const SampleBatch data = train_data_->readSamples(plan.sample_ids);
+    const SampleBatch data = readSamplesFor(plan);
     const double data_seconds = secondsSince(t0);
+    prefetchNextStep();
     const auto t1 = Clock::now();
 
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
@@ -424,6 +428,28 @@ class Trainer {
     r.reweighted = balancer_->observe(step_, r.rank_seconds, r.rank_tokens);
     r.step_seconds = secondsSince(t0);
     return r;
+  }
+
+  /// This step's samples: the read prefetched during the previous step when it is for the
+  /// same samples (the balancer may have re-weighted since), else a read now.
+  SampleBatch readSamplesFor(const RankStepPlan& plan) {
+    if (prefetched_) {
+      Prefetched p = std::move(*prefetched_);
+      prefetched_.reset();
+      if (p.cursor == cursor_ && p.sample_ids == plan.sample_ids) return p.data.get();
+      p.data.wait();  // stale: planned with other weights
+    }
+    return train_data_->readSamples(plan.sample_ids);
+  }
+
+  /// Starts reading the next step's share on the prefetch thread, planned with the current
+  /// weights, so the read overlaps this step's compute.
+  void prefetchNextStep() {
+    if (step_ + 1 >= total_steps_) return;
+    const PlanCursor next = planner_->next(cursor_);
+    const RankStepPlan plan = planner_->planRank(planner_->globalBatch(next), balancer_->weights(),
+                                                 world_.rank(), settings_.micro_batch);
+    prefetched_ = Prefetched{next, plan.sample_ids, prefetcher_->request(plan.sample_ids)};
   }
 
   /// Test hook: LOOM_TEST_GRADS_DIR=DIR makes rank 0 write each step's reduced gradients
@@ -582,6 +608,14 @@ class Trainer {
 
   std::unique_ptr<Hdf5Dataset> train_data_, eval_data_;
   std::unique_ptr<BatchPlanner> planner_, eval_planner_;
+  struct Prefetched {
+    PlanCursor cursor;
+    std::vector<int64_t> sample_ids;
+    std::future<SampleBatch> data;
+  };
+  // Declared after the datasets: destroyed first, so the thread stops before they close.
+  std::unique_ptr<Prefetcher> prefetcher_;
+  std::optional<Prefetched> prefetched_;
   int32_t pad_id_ = 0;
   int64_t total_steps_ = 0;
 
