@@ -21,13 +21,20 @@ void checkMpi(int rc, const char* call) {
 
 MPI_Datatype mpiType(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kInt: return MPI_INT32_T;
-    case at::kLong: return MPI_INT64_T;
-    case at::kByte: return MPI_UINT8_T;
-    case at::kChar: return MPI_INT8_T;
-    default: break;
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kByte:
+      return MPI_UINT8_T;
+    case at::kChar:
+      return MPI_INT8_T;
+    default:
+      break;
   }
   LOOM_CHECK(false, "no MPI datatype for " << c10::toString(t));
 }
@@ -48,7 +55,9 @@ void copyBack(at::Tensor& t, const at::Tensor& staged) {
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(const World& world)
-      : comm_(*static_cast<MPI_Comm*>(world.nativeComm())), rank_(world.rank()), size_(world.size()) {}
+      : comm_(*static_cast<MPI_Comm*>(world.nativeComm())),
+        rank_(world.rank()),
+        size_(world.size()) {}
 
   void allReduceSum(at::Tensor& tensor) override {
     at::Tensor h = hostStaging(tensor);
@@ -60,9 +69,9 @@ class MpiCommunicator final : public Communicator {
 
   void broadcast(at::Tensor& tensor, int root) override {
     at::Tensor h = hostStaging(tensor);
-    checkMpi(MPI_Bcast(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()), root,
-                       comm_),
-             "MPI_Bcast");
+    checkMpi(
+        MPI_Bcast(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()), root, comm_),
+        "MPI_Bcast");
     copyBack(tensor, h);
   }
 
@@ -71,10 +80,10 @@ class MpiCommunicator final : public Communicator {
     std::vector<int64_t> shape = {size_};
     for (auto d : h.sizes()) shape.push_back(d);
     at::Tensor out = at::empty(shape, h.options());
-    checkMpi(MPI_Allgather(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
-                           out.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
-                           comm_),
-             "MPI_Allgather");
+    checkMpi(
+        MPI_Allgather(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
+                      out.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()), comm_),
+        "MPI_Allgather");
     return out.to(tensor.device()).to(tensor.scalar_type());
   }
 

@@ -21,29 +21,38 @@ namespace loom {
 
 namespace {
 
-#define LOOM_NCCL_CHECK(call)                                                              \
-  do {                                                                                     \
-    const ncclResult_t loom_nccl_rc_ = (call);                                             \
+#define LOOM_NCCL_CHECK(call)                                                                     \
+  do {                                                                                            \
+    const ncclResult_t loom_nccl_rc_ = (call);                                                    \
     LOOM_CHECK(loom_nccl_rc_ == ncclSuccess, #call << ": " << ncclGetErrorString(loom_nccl_rc_)); \
   } while (false)
 
-#define LOOM_CUDA_CHECK(call)                                                              \
-  do {                                                                                     \
-    const cudaError_t loom_cuda_rc_ = (call);                                              \
+#define LOOM_CUDA_CHECK(call)                                                                     \
+  do {                                                                                            \
+    const cudaError_t loom_cuda_rc_ = (call);                                                     \
     LOOM_CHECK(loom_cuda_rc_ == cudaSuccess, #call << ": " << cudaGetErrorString(loom_cuda_rc_)); \
   } while (false)
 
 ncclDataType_t ncclType(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return ncclFloat32;
-    case at::kHalf: return ncclFloat16;
-    case at::kBFloat16: return ncclBfloat16;
-    case at::kDouble: return ncclFloat64;
-    case at::kInt: return ncclInt32;
-    case at::kLong: return ncclInt64;
-    case at::kByte: return ncclUint8;
-    case at::kChar: return ncclInt8;
-    default: break;
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kInt:
+      return ncclInt32;
+    case at::kLong:
+      return ncclInt64;
+    case at::kByte:
+      return ncclUint8;
+    case at::kChar:
+      return ncclInt8;
+    default:
+      break;
   }
   LOOM_CHECK(false, "no NCCL datatype for " << c10::toString(t));
 }
@@ -108,7 +117,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   void barrier() override {
-    at::Tensor one = at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
+    at::Tensor one =
+        at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
     allReduceSum(one);
     synchronize();
   }
@@ -124,7 +134,8 @@ class NcclCommunicator final : public Communicator {
 
   void checkTensor(const at::Tensor& t) const {
     LOOM_CHECK(t.is_cuda() && t.get_device() == device_,
-               "NCCL rank " << rank_ << " got a tensor on " << t.device() << ", expected cuda:" << device_);
+               "NCCL rank " << rank_ << " got a tensor on " << t.device()
+                            << ", expected cuda:" << device_);
     LOOM_CHECK(t.is_contiguous(), "NCCL collectives need contiguous tensors");
     LOOM_CHECK(!aborted_, "the NCCL communicator was aborted after an earlier failure");
   }
@@ -151,7 +162,8 @@ class NcclCommunicator final : public Communicator {
     if (rc != ncclSuccess && rc != ncclInProgress) {
       fail(std::string(what) + ": " + ncclGetErrorString(rc));
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
     ncclResult_t state = rc;
     while (state == ncclInProgress) {
       if (std::chrono::steady_clock::now() > deadline) {
@@ -170,7 +182,8 @@ class NcclCommunicator final : public Communicator {
     cudaEvent_t done;
     LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     LOOM_CUDA_CHECK(cudaEventRecord(done, currentStream()));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
     for (;;) {
       const cudaError_t q = cudaEventQuery(done);
       if (q == cudaSuccess) break;

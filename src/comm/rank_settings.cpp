@@ -69,8 +69,9 @@ RankSettings resolveRankSettings(const Config& config, int rank, int local_rank,
     if (rule.match_local_rank && *rule.match_local_rank != local_rank) continue;
     if (rule.match_gpu) {
       // Matches the GPU this rank would use at this point of the resolution.
-      const int idx = s.device == "cpu" ? -1 : (s.device == "cuda" ? local_rank % std::max(1, n_gpus)
-                                                                    : cudaIndex(s.device));
+      const int idx = s.device == "cpu" ? -1
+                                        : (s.device == "cuda" ? local_rank % std::max(1, n_gpus)
+                                                              : cudaIndex(s.device));
       if (idx < 0 || idx >= n_gpus) continue;
       if (lower(gpus[idx].name).find(lower(*rule.match_gpu)) == std::string::npos) continue;
     }
@@ -86,9 +87,8 @@ RankSettings resolveRankSettings(const Config& config, int rank, int local_rank,
       device_rule >= 0 ? "cluster.ranks[" + std::to_string(device_rule) + "].device" : "";
   if (s.device == "cuda") {
     LOOM_INPUT_CHECK(n_gpus > 0, "config error: " << config.where(device_key) << ": " << device_key
-                                                   << ": device 'cuda' on host " << host
-                                                   << " (rank " << rank
-                                                   << "), which has no visible CUDA device");
+                                                  << ": device 'cuda' on host " << host << " (rank "
+                                                  << rank << "), which has no visible CUDA device");
     s.device = "cuda:" + std::to_string(local_rank % n_gpus);
   }
   if (s.onCuda()) {

@@ -42,9 +42,9 @@ World::World(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
   MPI_Comm_set_errhandler(impl_->world, MPI_ERRORS_RETURN);
   checkMpi(MPI_Comm_rank(impl_->world, &rank_), "MPI_Comm_rank");
   checkMpi(MPI_Comm_size(impl_->world, &size_), "MPI_Comm_size");
-  checkMpi(MPI_Comm_split_type(impl_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
-                               &impl_->local),
-           "MPI_Comm_split_type");
+  checkMpi(
+      MPI_Comm_split_type(impl_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &impl_->local),
+      "MPI_Comm_split_type");
   checkMpi(MPI_Comm_rank(impl_->local, &local_rank_), "MPI_Comm_rank(local)");
   checkMpi(MPI_Comm_size(impl_->local, &local_size_), "MPI_Comm_size(local)");
   char name[256] = {};

@@ -131,8 +131,9 @@ class Section {
           std::vector<std::string> allowed)
       : reader_(reader), node_(node), path_(std::move(path)), allowed_(std::move(allowed)) {
     if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
-      reader_.fail(node_, path_, "expected a mapping with keys " + joined(allowed_) + ", found " +
-                                     describe(node_));
+      reader_.fail(
+          node_, path_,
+          "expected a mapping with keys " + joined(allowed_) + ", found " + describe(node_));
     }
     if (!node_.IsMap()) return;
     for (const auto& kv : node_) {
@@ -181,7 +182,8 @@ class Section {
   void getString(const std::string& key, std::string& out) {
     if (!has(key)) return;
     auto n = child(key);
-    if (!n.IsScalar() || n.Scalar().empty()) fail(key, "expected a non-empty string, found " + describe(n));
+    if (!n.IsScalar() || n.Scalar().empty())
+      fail(key, "expected a non-empty string, found " + describe(n));
     out = n.Scalar();
     reader_.remember(n, keyPath(key));
   }
@@ -230,7 +232,8 @@ class Section {
   int getEnum(const std::string& key, const std::vector<std::string>& names) {
     if (!has(key)) return -1;
     auto n = child(key);
-    if (!n.IsScalar()) fail(key, "expected one of " + joined(names, "|") + ", found " + describe(n));
+    if (!n.IsScalar())
+      fail(key, "expected one of " + joined(names, "|") + ", found " + describe(n));
     const auto it = std::find(names.begin(), names.end(), n.Scalar());
     if (it == names.end()) {
       fail(key, "expected one of " + joined(names, "|") + ", found " + describe(n) +
@@ -243,7 +246,8 @@ class Section {
  private:
   int64_t parseInt(const std::string& key, int64_t lo, int64_t hi) {
     auto n = child(key);
-    const std::string range = rangeText(static_cast<double>(lo), static_cast<double>(hi), false, true);
+    const std::string range =
+        rangeText(static_cast<double>(lo), static_cast<double>(hi), false, true);
     if (!n.IsScalar()) fail(key, "expected an integer " + range + ", found " + describe(n));
     const std::string& s = n.Scalar();
     errno = 0;
@@ -287,7 +291,8 @@ class Section {
   static std::string rangeText(double lo, double hi, bool lo_open, bool integer) {
     const bool unbounded = hi >= 1e18;
     if (unbounded) return std::string(lo_open ? "> " : ">= ") + num(lo, integer);
-    return std::string("in ") + (lo_open ? "(" : "[") + num(lo, integer) + ", " + num(hi, integer) + "]";
+    return std::string("in ") + (lo_open ? "(" : "[") + num(lo, integer) + ", " + num(hi, integer) +
+           "]";
   }
 
   Reader& reader_;
@@ -362,8 +367,9 @@ void readFinetune(Section s, FinetuneConfig& c) {
                    {"r", "alpha", "dropout", "targets", "rslora"}),
            c.lora);
   if (c.adapter && c.method == FinetuneMethod::kFull) {
-    s.fail("adapter", "a LoRA adapter cannot be combined with finetune.method: full; "
-                      "use method lora (or merge the adapter with `trainer export --merge` first)");
+    s.fail("adapter",
+           "a LoRA adapter cannot be combined with finetune.method: full; "
+           "use method lora (or merge the adapter with `trainer export --merge` first)");
   }
 }
 
@@ -396,7 +402,8 @@ void readTrain(Section s, TrainConfig& c) {
   s.getInt("max_steps", c.max_steps, 1, kIntMax);
   s.getInt("epochs", c.epochs, 1, 100000);
   s.getDouble("lr", c.lr, 0.0, 1.0, /*lo_open=*/true);
-  if (int i = s.getEnum("lr_schedule", kSchedules); i >= 0) c.lr_schedule = static_cast<LrSchedule>(i);
+  if (int i = s.getEnum("lr_schedule", kSchedules); i >= 0)
+    c.lr_schedule = static_cast<LrSchedule>(i);
   s.getInt("warmup_steps", c.warmup_steps, 0, kIntMax);
   s.getDouble("weight_decay", c.weight_decay, 0.0, 10.0);
   s.getDouble("max_grad_norm", c.max_grad_norm, 0.0, kInf);
@@ -426,15 +433,18 @@ void readCluster(Section s, ClusterConfig& c) {
   if (!s.has("ranks")) return;
   auto list = s.child("ranks");
   if (!list.IsSequence()) {
-    s.fail("ranks", "expected a list of {match, device, weight, micro_batch, dtype} entries, found " +
-                        describe(list));
+    s.fail("ranks",
+           "expected a list of {match, device, weight, micro_batch, dtype} entries, found " +
+               describe(list));
   }
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string path = s.keyPath("ranks") + "[" + std::to_string(i) + "]";
     Section entry(s.reader(), list[i], path, {"match", "device", "weight", "micro_batch", "dtype"});
     if (!list[i].IsMap()) {
-      s.reader().fail(list[i], path, "expected a mapping with keys match, device, weight, "
-                                     "micro_batch, dtype, found " + describe(list[i]));
+      s.reader().fail(list[i], path,
+                      "expected a mapping with keys match, device, weight, "
+                      "micro_batch, dtype, found " +
+                          describe(list[i]));
     }
     RankRule rule;
     Section match(s.reader(), entry.child("match"), path + ".match", {"host", "local_rank", "gpu"});
@@ -464,7 +474,8 @@ void applyOverride(YAML::Node& root, const std::string& text, const std::string&
   std::vector<std::string> parts;
   std::stringstream ss(key);
   for (std::string part; std::getline(ss, part, '.');) {
-    if (part.empty()) throw InputError("--set " + text + ": empty component in key path '" + key + "'");
+    if (part.empty())
+      throw InputError("--set " + text + ": empty component in key path '" + key + "'");
     parts.push_back(part);
   }
   YAML::Node parsed;
@@ -497,7 +508,8 @@ void applyOverride(YAML::Node& root, const std::string& text, const std::string&
     }
     path += (path.empty() ? "" : ".") + part;
     if (!cur.IsMap() && !cur.IsNull()) {
-      throw InputError("--set " + text + ": cannot set '" + part + "' inside a value that is not a mapping");
+      throw InputError("--set " + text + ": cannot set '" + part +
+                       "' inside a value that is not a mapping");
     }
     if (last) {
       cur[part] = parsed;
@@ -518,7 +530,7 @@ void applyOverride(YAML::Node& root, const std::string& text, const std::string&
 
 const std::vector<std::string>& loraTargetNames() {
   static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                  "gate_proj", "up_proj", "down_proj"};
+                                                 "gate_proj", "up_proj", "down_proj"};
   return names;
 }
 
@@ -551,8 +563,10 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
     root = YAML::Node(YAML::NodeType::Map);
   }
   if (!root.IsMap()) {
-    throw InputError("config error: " + source_name + ":1:1: expected a mapping with sections "
-                     "run, model, finetune, data, train, checkpoint, cluster, found " + describe(root));
+    throw InputError("config error: " + source_name +
+                     ":1:1: expected a mapping with sections "
+                     "run, model, finetune, data, train, checkpoint, cluster, found " +
+                     describe(root));
   }
   std::map<std::string, std::string> override_text;
   for (const auto& o : overrides) applyOverride(root, o, source_name, override_text);
@@ -576,8 +590,8 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
   readFinetune(section("finetune", {"method", "adapter", "lora"}), c.finetune);
   readData(section("data", {"train", "eval", "seq_len", "packing"}), c.data);
   readTrain(section("train", {"global_batch_tokens", "global_batch_size", "max_steps", "epochs",
-                              "lr", "lr_schedule", "warmup_steps", "weight_decay",
-                              "max_grad_norm", "eval_every", "log_every"}),
+                              "lr", "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm",
+                              "eval_every", "log_every"}),
             c.train);
   readCheckpoint(section("checkpoint", {"every", "keep", "resume"}), c.checkpoint);
   readCluster(section("cluster", {"backend", "balance", "ranks"}), c.cluster);
@@ -624,8 +638,10 @@ std::string toYaml(const Config& c) {
 
   const auto& t = c.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  if (t.global_batch_tokens) e << YAML::Key << "global_batch_tokens" << YAML::Value << *t.global_batch_tokens;
-  if (t.global_batch_size) e << YAML::Key << "global_batch_size" << YAML::Value << *t.global_batch_size;
+  if (t.global_batch_tokens)
+    e << YAML::Key << "global_batch_tokens" << YAML::Value << *t.global_batch_tokens;
+  if (t.global_batch_size)
+    e << YAML::Key << "global_batch_size" << YAML::Value << *t.global_batch_size;
   if (t.max_steps) e << YAML::Key << "max_steps" << YAML::Value << *t.max_steps;
   if (t.epochs) e << YAML::Key << "epochs" << YAML::Value << *t.epochs;
   e << YAML::Key << "lr" << YAML::Value << shortest(t.lr);

@@ -72,10 +72,10 @@ void writeFileAtomic(const std::filesystem::path& path, const std::string& conte
 
 std::string readFileOrThrow(const std::filesystem::path& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
-  LOOM_INPUT_CHECK(in.good(), what << " " << path.string() << ": cannot be read ("
-                                   << (std::filesystem::exists(path) ? "permission or I/O error"
-                                                                     : "no such file")
-                                   << ")");
+  LOOM_INPUT_CHECK(
+      in.good(),
+      what << " " << path.string() << ": cannot be read ("
+           << (std::filesystem::exists(path) ? "permission or I/O error" : "no such file") << ")");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();

@@ -10,8 +10,8 @@
 namespace loom::cli {
 
 struct Command {
-  CLI::App* app = nullptr;        ///< the parsed subcommand
-  std::function<int()> run;       ///< returns the process exit code (0, 1, or 2 = bad input)
+  CLI::App* app = nullptr;   ///< the parsed subcommand
+  std::function<int()> run;  ///< returns the process exit code (0, 1, or 2 = bad input)
 };
 
 /// `trainer prepare`: JSONL / JSON / text -> pre-tokenized HDF5 (src/main/prepare_command.cpp).

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "model_inspect.hpp"
 #include "loom/core/error.hpp"
 #include "loom/data/dataset_inspect.hpp"
+#include "model_inspect.hpp"
 
 namespace loom::cli {
 
@@ -42,9 +42,11 @@ Command addInspectCommand(CLI::App& parent) {
   auto o = std::make_shared<InspectCli>();
   Command c;
   CLI::App* app = parent.add_subcommand(
-      "inspect", "show a model (--model: architecture, parameters, memory) or a prepared data file (--data)");
+      "inspect",
+      "show a model (--model: architecture, parameters, memory) or a prepared data file (--data)");
   c.app = app;
-  app->add_option("--model", o->model, "Hugging Face model folder: architecture, parameters, memory");
+  app->add_option("--model", o->model,
+                  "Hugging Face model folder: architecture, parameters, memory");
   app->add_option("--config", o->config, "run config whose finetune method --model is costed for");
   app->add_option("--data", o->data,
                   "a token file from `trainer prepare`: summary and decoded samples");
@@ -58,8 +60,9 @@ Command addInspectCommand(CLI::App& parent) {
       ->capture_default_str();
 
   c.run = [o] {
-    LOOM_INPUT_CHECK(!o->model.empty() || !o->data.empty(),
-                     "one of --model DIR or --data FILE.h5 is required (see trainer inspect --help)");
+    LOOM_INPUT_CHECK(
+        !o->model.empty() || !o->data.empty(),
+        "one of --model DIR or --data FILE.h5 is required (see trainer inspect --help)");
     if (!o->model.empty()) {
       const int rc = inspectModel(o->model, o->config);
       if (o->data.empty() || rc != 0) return rc;

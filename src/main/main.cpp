@@ -84,8 +84,8 @@ int dryRun(const loom::World& world, const loom::Config& config) {
     for (const auto& r : ranks) {
       std::printf("%-5d %-20s %-10d %-8s %-28s %-7s %-7.3f %-11lld %s%s\n", r.rank, r.host.c_str(),
                   r.local_rank, r.device.c_str(), r.gpu_name.empty() ? "-" : r.gpu_name.c_str(),
-                  loom::toString(backend).c_str(), r.weight,
-                  static_cast<long long>(r.micro_batch), loom::toString(r.dtype).c_str(),
+                  loom::toString(backend).c_str(), r.weight, static_cast<long long>(r.micro_batch),
+                  loom::toString(r.dtype).c_str(),
                   r.dtype_note.empty() ? "" : ("  (" + r.dtype_note + ")").c_str());
     }
     std::fflush(stdout);
@@ -108,12 +108,14 @@ int run(loom::World& world, const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Loom: data-parallel LoRA / full fine-tuning of Hugging Face decoder LLMs.\n"
-               "Launch with `mpirun -np N trainer --config FILE`; one rank per GPU (or CPU).",
-               "trainer"};
+  CLI::App app{
+      "Loom: data-parallel LoRA / full fine-tuning of Hugging Face decoder LLMs.\n"
+      "Launch with `mpirun -np N trainer --config FILE`; one rank per GPU (or CPU).",
+      "trainer"};
   Options opt;
   app.set_version_flag("--version", std::string("trainer (Loom) ") + LOOM_VERSION);
-  app.add_option("--config,-c", opt.config_path, "run configuration (YAML)")->check(CLI::ExistingFile);
+  app.add_option("--config,-c", opt.config_path, "run configuration (YAML)")
+      ->check(CLI::ExistingFile);
   app.add_option("--set", opt.overrides,
                  "override a config key, validated like the file: --set train.lr=3e-4 (repeatable)")
       ->allow_extra_args(false);

@@ -1,7 +1,7 @@
 #include "loom/model/lora.hpp"
 
-#include <cmath>
 #include <pcre2.h>
+#include <cmath>
 #include <set>
 
 #include <torch/torch.h>
@@ -38,13 +38,14 @@ namespace {
 pcre2_code* compileRegex(const std::string& pattern, std::string* error) {
   int code = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                 PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &code, &offset,
-                                 nullptr);
+  pcre2_code* re =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                    PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &code, &offset, nullptr);
   if (re == nullptr && error != nullptr) {
     PCRE2_UCHAR buf[256];
     pcre2_get_error_message(code, buf, sizeof(buf));
-    *error = reinterpret_cast<const char*>(buf) + std::string(" at offset ") + std::to_string(offset);
+    *error =
+        reinterpret_cast<const char*>(buf) + std::string(" at offset ") + std::to_string(offset);
   }
   return re;
 }
@@ -53,8 +54,8 @@ bool fullMatch(const std::string& pattern, const std::string& text) {
   pcre2_code* re = compileRegex(pattern, nullptr);
   if (re == nullptr) return false;
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
-  const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, md,
-                             nullptr);
+  const int rc =
+      pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, md, nullptr);
   pcre2_match_data_free(md);
   pcre2_code_free(re);
   return rc >= 0;

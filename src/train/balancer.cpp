@@ -20,8 +20,8 @@ Balancer::Balancer(std::vector<double> initial, bool adaptive, int64_t every, do
 }
 
 void Balancer::setWeights(std::vector<double> weights) {
-  LOOM_CHECK(weights.size() == weights_.size(), "weights for " << weights.size() << " ranks, world has "
-                                                               << weights_.size());
+  LOOM_CHECK(weights.size() == weights_.size(),
+             "weights for " << weights.size() << " ranks, world has " << weights_.size());
   weights_ = std::move(weights);
 }
 
@@ -34,12 +34,14 @@ bool Balancer::observe(int64_t step, const std::vector<double>& seconds,
     // A rank that had (almost) nothing to do says nothing about its speed.
     if (tokens[r] <= 0 || seconds[r] <= 1e-6) continue;
     const double rate = tokens[r] / seconds[r];
-    throughput_[r] = throughput_[r] > 0 ? smoothing_ * throughput_[r] + (1 - smoothing_) * rate : rate;
+    throughput_[r] =
+        throughput_[r] > 0 ? smoothing_ * throughput_[r] + (1 - smoothing_) * rate : rate;
   }
   ++observed_;
   // Re-weight after the probe step, then every `every_` steps.
   if (observed_ != 1 && observed_ % every_ != 0) return false;
-  if (std::any_of(throughput_.begin(), throughput_.end(), [](double t) { return t <= 0; })) return false;
+  if (std::any_of(throughput_.begin(), throughput_.end(), [](double t) { return t <= 0; }))
+    return false;
   const double total = std::accumulate(throughput_.begin(), throughput_.end(), 0.0);
   const double n = static_cast<double>(weights_.size());
   std::vector<double> proposed(weights_.size());

@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <climits>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
@@ -26,7 +26,8 @@ namespace {
 std::optional<int64_t> stepOf(const fs::path& dir) {
   const std::string name = dir.filename().string();
   const std::string prefix = "step-";
-  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
   int64_t step = 0;
   for (size_t i = prefix.size(); i < name.size(); ++i) {
     if (name[i] < '0' || name[i] > '9' || step > (INT64_MAX - 9) / 10) return std::nullopt;
@@ -42,7 +43,8 @@ std::vector<std::pair<int64_t, fs::path>> listCheckpoints(const fs::path& dir) {
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (!entry.is_directory()) continue;
     auto step = stepOf(entry.path());
-    if (step && fs::exists(entry.path() / "trainer_state.json")) out.emplace_back(*step, entry.path());
+    if (step && fs::exists(entry.path() / "trainer_state.json"))
+      out.emplace_back(*step, entry.path());
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -51,10 +53,14 @@ std::vector<std::pair<int64_t, fs::path>> listCheckpoints(const fs::path& dir) {
 }  // namespace
 
 std::string TrainerState::toJson() const {
-  nlohmann::json j = {{"format", "loom-trainer-state"}, {"version", 1},
-                      {"step", step},                   {"cursor", nlohmann::json::parse(cursor)},
-                      {"weights", weights},             {"loss_scale", loss_scale},
-                      {"config_hash", config_hash},     {"world_size", world_size}};
+  nlohmann::json j = {{"format", "loom-trainer-state"},
+                      {"version", 1},
+                      {"step", step},
+                      {"cursor", nlohmann::json::parse(cursor)},
+                      {"weights", weights},
+                      {"loss_scale", loss_scale},
+                      {"config_hash", config_hash},
+                      {"world_size", world_size}};
   return j.dump(2) + "\n";
 }
 

@@ -11,12 +11,13 @@ GradSync::GradSync(std::vector<at::Tensor> params, Communicator& comm, int64_t b
                    std::vector<at::Tensor> targets)
     : params_(std::move(params)), targets_(std::move(targets)), comm_(comm) {
   if (targets_.empty()) targets_ = params_;
-  LOOM_CHECK(targets_.size() == params_.size(), "GradSync: " << targets_.size() << " targets for "
-                                                             << params_.size() << " parameters");
+  LOOM_CHECK(targets_.size() == params_.size(),
+             "GradSync: " << targets_.size() << " targets for " << params_.size() << " parameters");
   const int64_t capacity = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)));
   for (int64_t i = 0; i < static_cast<int64_t>(params_.size()); ++i) {
     const int64_t n = params_[i].numel();
-    if (buckets_.empty() || (buckets_.back().elements > 0 && buckets_.back().elements + n > capacity)) {
+    if (buckets_.empty() ||
+        (buckets_.back().elements > 0 && buckets_.back().elements + n > capacity)) {
       buckets_.emplace_back();
     }
     buckets_.back().slots.push_back({i, buckets_.back().elements});

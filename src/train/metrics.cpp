@@ -56,9 +56,9 @@ void MetricsLog::writeLossCurve(const std::filesystem::path& path, const std::st
     if (l1 - l0 < 1e-9) l1 = l0 + 1;
     auto x = [&](double s) { return left + (s - s0) / double(s1 - s0) * (w - left - right); };
     auto y = [&](double l) { return top + (l1 - l) / (l1 - l0) * (h - top - bottom); };
-    svg << "<line x1=\"" << left << "\" y1=\"" << h - bottom << "\" x2=\"" << w - right << "\" y2=\""
-        << h - bottom << "\" stroke=\"black\"/>\n<line x1=\"" << left << "\" y1=\"" << top
-        << "\" x2=\"" << left << "\" y2=\"" << h - bottom << "\" stroke=\"black\"/>\n";
+    svg << "<line x1=\"" << left << "\" y1=\"" << h - bottom << "\" x2=\"" << w - right
+        << "\" y2=\"" << h - bottom << "\" stroke=\"black\"/>\n<line x1=\"" << left << "\" y1=\""
+        << top << "\" x2=\"" << left << "\" y2=\"" << h - bottom << "\" stroke=\"black\"/>\n";
     for (int i = 0; i <= 4; ++i) {
       const double l = l0 + (l1 - l0) * i / 4.0;
       char label[32];

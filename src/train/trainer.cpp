@@ -9,9 +9,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
-#include <optional>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <thread>
 
 #include "loom/comm/communicator.hpp"
@@ -102,8 +102,8 @@ MicroTensors toTensors(const MicroBatch& mb, const c10::Device& device) {
   const std::vector<int64_t> shape = {mb.rows, mb.width};
   auto i32 = torch::TensorOptions().dtype(torch::kInt32);
   MicroTensors t;
-  t.input.tokens = torch::from_blob(const_cast<int32_t*>(mb.tokens.data()), shape, i32)
-                       .to(device, torch::kLong);
+  t.input.tokens =
+      torch::from_blob(const_cast<int32_t*>(mb.tokens.data()), shape, i32).to(device, torch::kLong);
   t.input.positions = torch::from_blob(const_cast<int32_t*>(mb.positions.data()), shape, i32)
                           .to(device, torch::kLong);
   t.input.documents = torch::from_blob(const_cast<int32_t*>(mb.segment_ids.data()), shape, i32)
@@ -134,12 +134,14 @@ class Trainer {
 
   void setupRanks() {
     const auto gpus = listCudaDevices();
-    settings_ = resolveRankSettings(config_, world_.rank(), world_.localRank(), world_.host(), gpus);
+    settings_ =
+        resolveRankSettings(config_, world_.rank(), world_.localRank(), world_.host(), gpus);
     for (const auto& j : world_.allGather(settings_.toJson())) {
       all_settings_.push_back(RankSettings::fromJson(j));
     }
     backend_ = resolveBackend(config_, all_settings_);
-    device_ = settings_.onCuda() ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::stoi(settings_.device.substr(5))))
+    device_ = settings_.onCuda() ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::stoi(
+                                                               settings_.device.substr(5))))
                                  : c10::Device(c10::kCPU);
     dtype_ = scalarType(settings_.dtype);
     if (!settings_.dtype_note.empty()) {
@@ -223,8 +225,7 @@ class Trainer {
       eval_planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(*eval_data_, ec));
     }
     LOOM_INFO("data " << config_.data.train << ": " << train_data_->numSamples() << " samples, "
-                      << total_steps_ << " steps of " << planner_->stepsInEpoch(0)
-                      << " per epoch");
+                      << total_steps_ << " steps of " << planner_->stepsInEpoch(0) << " per epoch");
   }
 
   void setupOptimizer() {
@@ -233,12 +234,16 @@ class Trainer {
     std::vector<torch::optim::OptimizerParamGroup> groups;
     auto options = [&](double wd) {
       return std::make_unique<torch::optim::AdamWOptions>(
-          torch::optim::AdamWOptions(config_.train.lr).betas({0.9, 0.999}).eps(1e-8).weight_decay(wd));
+          torch::optim::AdamWOptions(config_.train.lr)
+              .betas({0.9, 0.999})
+              .eps(1e-8)
+              .weight_decay(wd));
     };
     // Norms and biases (1-D) get no weight decay.
     if (!decay.empty()) groups.emplace_back(decay, options(config_.train.weight_decay));
     if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
-    optimizer_ = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config_.train.lr));
+    optimizer_ =
+        std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config_.train.lr));
     grad_sync_ = std::make_unique<GradSync>(params_, *comm_, 25 << 20, masters_);
     cursor_ = planner_->begin();
     std::vector<double> weights;
@@ -313,15 +318,17 @@ class Trainer {
         ++bad_steps;
         LOOM_WARN("step " << step_ << ": non-finite loss or gradients; step skipped on every rank ("
                           << bad_steps << " in a row)");
-        LOOM_CHECK(bad_steps < 3 || dtype_ == at::kHalf,
-                   "3 steps in a row had a non-finite loss; stopping (lower train.lr, check the data)");
+        LOOM_CHECK(
+            bad_steps < 3 || dtype_ == at::kHalf,
+            "3 steps in a row had a non-finite loss; stopping (lower train.lr, check the data)");
       } else {
         bad_steps = 0;
       }
       ++step_;
       cursor_ = planner_->next(cursor_);
       report(r, start, first_step);
-      if (config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0 && step_ < total_steps_) {
+      if (config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0 &&
+          step_ < total_steps_) {
         evaluate();
       }
       if (config_.checkpoint.every > 0 && step_ % config_.checkpoint.every == 0) {
@@ -355,7 +362,8 @@ class Trainer {
     // Dropout draws from a generator seeded per (seed, step, rank): a resumed run draws the
     // same masks as an uninterrupted one, with nothing extra to checkpoint.
     torch::manual_seed(static_cast<uint64_t>(config_.run.seed) * 1000003ULL +
-                       static_cast<uint64_t>(step_) * 7919ULL + static_cast<uint64_t>(world_.rank()));
+                       static_cast<uint64_t>(step_) * 7919ULL +
+                       static_cast<uint64_t>(world_.rank()));
     const GlobalBatch batch = planner_->globalBatch(cursor_);
     const RankStepPlan plan =
         planner_->planRank(batch, balancer_->weights(), world_.rank(), settings_.micro_batch);
@@ -374,9 +382,9 @@ class Trainer {
       at::Tensor hidden = model_->hidden(t.input);  // [rows, width, H]
       LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), t.input.tokens, t.loss_mask,
                                   t.input.documents);
-      LOOM_CHECK(loss.count == mb.num_loss_tokens, "the model counted " << loss.count
-                                                                         << " loss tokens, the planner "
-                                                                         << mb.num_loss_tokens);
+      LOOM_CHECK(loss.count == mb.num_loss_tokens, "the model counted "
+                                                       << loss.count << " loss tokens, the planner "
+                                                       << mb.num_loss_tokens);
       (loss.sum * loss_scale_).backward();
       local_loss += loss.sum.item<double>();
       local_count += loss.count;
@@ -385,10 +393,10 @@ class Trainer {
     const double compute_seconds = secondsSince(t1);
 
     // [rank, (loss, count, compute s, data s, tokens, peak memory)]
-    at::Tensor mine = torch::tensor({local_loss, static_cast<double>(local_count), compute_seconds,
-                                     data_seconds, static_cast<double>(plan.local_tokens),
-                                     peakMemoryBytes(device_)},
-                                    torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    at::Tensor mine =
+        torch::tensor({local_loss, static_cast<double>(local_count), compute_seconds, data_seconds,
+                       static_cast<double>(plan.local_tokens), peakMemoryBytes(device_)},
+                      torch::TensorOptions().dtype(torch::kDouble).device(device_));
     at::Tensor all = comm_->allGather(mine).to(torch::kCPU);
     double global_loss = 0;
     int64_t global_count = 0;
@@ -400,9 +408,9 @@ class Trainer {
       r.rank_tokens.push_back(all[k][4].item<double>());
       r.rank_memory.push_back(all[k][5].item<double>());
     }
-    LOOM_CHECK(global_count == batch.loss_tokens, "ranks computed " << global_count
-                                                                     << " loss tokens, the plan says "
-                                                                     << batch.loss_tokens);
+    LOOM_CHECK(
+        global_count == batch.loss_tokens,
+        "ranks computed " << global_count << " loss tokens, the plan says " << batch.loss_tokens);
     r.loss = global_loss / static_cast<double>(std::max<int64_t>(1, batch.loss_tokens));
     r.tokens = batch.tokens;
     r.lr = learningRate(config_.train.lr_schedule, config_.train.lr, config_.train.warmup_steps,
@@ -493,15 +501,20 @@ class Trainer {
              << 100.0 * weights[k] / weight_total << "%/" << std::setprecision(2)
              << r.rank_seconds[k] << "s";
     }
-    nlohmann::json line = {{"step", step_},        {"loss", r.loss},         {"lr", r.lr},
-                           {"grad_norm", r.grad_norm}, {"tokens", r.tokens},
+    nlohmann::json line = {{"step", step_},
+                           {"loss", r.loss},
+                           {"lr", r.lr},
+                           {"grad_norm", r.grad_norm},
+                           {"tokens", r.tokens},
                            {"step_s", r.step_seconds},
                            {"tokens_per_s", r.tokens / std::max(1e-9, r.step_seconds)},
-                           {"skipped", !r.finite}, {"ranks", ranks}};
+                           {"skipped", !r.finite},
+                           {"ranks", ranks}};
     if (dtype_ == at::kHalf) line["loss_scale"] = loss_scale_;
     metrics_->write(line.dump());
     char head[200];
-    std::snprintf(head, sizeof(head), "step %lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s |",
+    std::snprintf(head, sizeof(head),
+                  "step %lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s |",
                   static_cast<long long>(step_), static_cast<long long>(total_steps_), r.loss, r.lr,
                   r.tokens / std::max(1e-9, r.step_seconds),
                   formatDuration(per_step * static_cast<double>(total_steps_ - step_)).c_str());
@@ -518,8 +531,8 @@ class Trainer {
     const int64_t steps = eval_planner_->stepsInEpoch(0);
     for (int64_t s = 0; s < steps; ++s, c = eval_planner_->next(c)) {
       const GlobalBatch batch = eval_planner_->globalBatch(c);
-      const RankStepPlan plan =
-          eval_planner_->planRank(batch, balancer_->weights(), world_.rank(), settings_.micro_batch);
+      const RankStepPlan plan = eval_planner_->planRank(batch, balancer_->weights(), world_.rank(),
+                                                        settings_.micro_batch);
       const SampleBatch data = eval_data_->readSamples(plan.sample_ids);
       for (const MicroBatch& mb : eval_planner_->assemble(plan, data, pad_id_)) {
         MicroTensors t = toTensors(mb, device_);
@@ -557,14 +570,15 @@ class Trainer {
       state.loss_scale = loss_scale_;
       state.config_hash = resumeHash(config_);
       state.world_size = world_.size();
-      const fs::path dir = writeCheckpoint(run_dir_ / "checkpoints", state, config_.checkpoint.keep,
-                                           [&](const fs::path& tmp) {
-        NamedTensors named;
-        for (size_t i = 0; i < names_.size(); ++i) named.emplace_back(names_[i], masters_[i].detach().to(at::kCPU));
-        saveSafetensors(tmp / "trainable.safetensors", named, {});
-        torch::save(*optimizer_, (tmp / "optimizer.pt").string());
-        if (lora_) saveAdapter(*model_, spec_, tmp / "adapter", config_.model.path);
-      });
+      const fs::path dir = writeCheckpoint(
+          run_dir_ / "checkpoints", state, config_.checkpoint.keep, [&](const fs::path& tmp) {
+            NamedTensors named;
+            for (size_t i = 0; i < names_.size(); ++i)
+              named.emplace_back(names_[i], masters_[i].detach().to(at::kCPU));
+            saveSafetensors(tmp / "trainable.safetensors", named, {});
+            torch::save(*optimizer_, (tmp / "optimizer.pt").string());
+            if (lora_) saveAdapter(*model_, spec_, tmp / "adapter", config_.model.path);
+          });
       LOOM_INFO("checkpoint " << dir.string());
     }
     world_.barrier();
@@ -573,7 +587,8 @@ class Trainer {
   void saveFinal() {
     if (!world_.isRoot()) return;
     const fs::path target = run_dir_ / (lora_ ? "adapter" : "model");
-    const fs::path tmp = run_dir_ / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+    const fs::path tmp =
+        run_dir_ / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
     removeTree(tmp);
     if (lora_) {
       saveAdapter(*model_, spec_, tmp, config_.model.path);
@@ -585,8 +600,9 @@ class Trainer {
     removeTree(target);
     fs::rename(tmp, target);
     fsyncPath(run_dir_);
-    LOOM_INFO((lora_ ? "adapter" : "model") << " written to " << target.string()
-                                            << (lora_ ? " (PEFT layout)" : " (Hugging Face folder)"));
+    LOOM_INFO((lora_ ? "adapter" : "model")
+              << " written to " << target.string()
+              << (lora_ ? " (PEFT layout)" : " (Hugging Face folder)"));
   }
 
   World& world_;

@@ -28,7 +28,8 @@ TEST(MpiCommunicator, AllReduceSumMatchesTheReferenceSum) {
   // 16-bit tensors are reduced in fp32, then rounded once.
   auto bf = torch::full({5}, 0.1f + r, torch::kBFloat16);
   auto expected = torch::zeros({5}, torch::kFloat);
-  for (int k = 0; k < n; ++k) expected += torch::full({5}, 0.1f + k, torch::kBFloat16).to(torch::kFloat);
+  for (int k = 0; k < n; ++k)
+    expected += torch::full({5}, 0.1f + k, torch::kBFloat16).to(torch::kFloat);
   comm->allReduceSum(bf);
   EXPECT_TRUE(torch::equal(bf, expected.to(torch::kBFloat16)));
 }

@@ -21,7 +21,8 @@ TEST(DeviceGpu, ListsVisibleDevicesAndResolvesTheFirst) {
                 g.total_memory / double(1LL << 30));
   }
   const Config c = parseConfig(
-      "model: {path: m, dtype: bf16}\ndata: {train: t.h5}\ntrain: {global_batch_size: 8, max_steps: 1}\n",
+      "model: {path: m, dtype: bf16}\ndata: {train: t.h5}\ntrain: {global_batch_size: 8, "
+      "max_steps: 1}\n",
       "c.yaml");
   const auto s = resolveRankSettings(c, 0, 0, "host", gpus);
   EXPECT_EQ(s.device, "cuda:0");

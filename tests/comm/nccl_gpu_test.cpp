@@ -21,7 +21,8 @@ TEST(NcclGpu, OneRankCollectivesAreIdentities) {
   World world(&argc, &argv);
   auto comm = makeCommunicator(Backend::kNccl, world, "cuda:0");
   ASSERT_EQ(comm->size(), 1);
-  auto t = torch::arange(0, 1 << 20, torch::TensorOptions().dtype(torch::kFloat).device(torch::kCUDA, 0));
+  auto t = torch::arange(0, 1 << 20,
+                         torch::TensorOptions().dtype(torch::kFloat).device(torch::kCUDA, 0));
   auto before = t.clone();
   comm->allReduceSum(t);
   comm->barrier();
@@ -29,7 +30,8 @@ TEST(NcclGpu, OneRankCollectivesAreIdentities) {
   auto all = comm->allGather(t.slice(0, 0, 4));
   EXPECT_EQ(all.sizes(), (std::vector<int64_t>{1, 4}));
   EXPECT_TRUE(torch::equal(all[0], before.slice(0, 0, 4)));
-  auto b = torch::full({3}, 2.5, torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA, 0));
+  auto b =
+      torch::full({3}, 2.5, torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA, 0));
   comm->broadcast(b, 0);
   EXPECT_EQ(b[2].item<float>(), 2.5f);
 }

@@ -65,22 +65,23 @@ std::vector<BadConfig> badConfigs() {
        "bf16|fp16|fp32"},
       {"BadMethodEnum", mutate("method: lora", "method: lorax"), "finetune.method", ":8:11",
        "did you mean 'lora'"},
-      {"MissingModelPath", mutate("  path: /models/qwen3\n", ""), "model.path", "", "missing required key"},
-      {"MissingDataSection",
-       mutate("data:\n  train: /data/train.h5\n  seq_len: 512\n", ""), "data", "",
-       "missing required section"},
+      {"MissingModelPath", mutate("  path: /models/qwen3\n", ""), "model.path", "",
+       "missing required key"},
+      {"MissingDataSection", mutate("data:\n  train: /data/train.h5\n  seq_len: 512\n", ""), "data",
+       "", "missing required section"},
       {"BothBatchKeys", mutate("  max_steps: 10", "  max_steps: 10\n  global_batch_size: 8"),
        "train.global_batch_size", ":16:22", "mutually exclusive"},
       {"NoBatchKey", mutate("  global_batch_tokens: 4096\n", ""), "train.global_batch_tokens", "",
        "one of global_batch_tokens"},
       {"BothStepsAndEpochs", mutate("  max_steps: 10", "  max_steps: 10\n  epochs: 2"),
        "train.epochs", ":16:11", "mutually exclusive"},
-      {"UnknownLoraTarget", mutate("lora: {r: 8, alpha: 16}", "lora: {r: 8, targets: [q_proj, qproj]}"),
+      {"UnknownLoraTarget",
+       mutate("lora: {r: 8, alpha: 16}", "lora: {r: 8, targets: [q_proj, qproj]}"),
        "finetune.lora.targets[1]", ":9:34", "did you mean 'q_proj'"},
-      {"LoraRankZero", mutate("lora: {r: 8, alpha: 16}", "lora: {r: 0}"), "finetune.lora.r", ":9:13",
-       "in [1, 4096]"},
-      {"BadBool", mutate("seq_len: 512", "seq_len: 512\n  packing: maybe"), "data.packing", ":13:12",
-       "true or false"},
+      {"LoraRankZero", mutate("lora: {r: 8, alpha: 16}", "lora: {r: 0}"), "finetune.lora.r",
+       ":9:13", "in [1, 4096]"},
+      {"BadBool", mutate("seq_len: 512", "seq_len: 512\n  packing: maybe"), "data.packing",
+       ":13:12", "true or false"},
       {"BadBackend", mutate("backend: auto", "backend: gloo"), "cluster.backend", ":20:12",
        "auto|nccl|mpi"},
       {"RanksNotAList", kBase + "  ranks: {device: cpu}\n", "cluster.ranks", ":21:10",
@@ -91,9 +92,10 @@ std::vector<BadConfig> badConfigs() {
        "(0, 1e+06]"},
       {"UnknownMatchKey", kBase + "  ranks:\n    - match: {hostname: a}\n",
        "cluster.ranks[0].match.hostname", ":22:15", "did you mean 'host'"},
-      {"KeepZero", mutate("every: 5", "every: 5\n  keep: 0"), "checkpoint.keep", ":19:9", "in [1, "},
-      {"WarmupPastEnd", mutate("lr: 1.0e-4", "lr: 1.0e-4\n  warmup_steps: 50"), "train.warmup_steps",
-       ":17:17", "exceeds max_steps"},
+      {"KeepZero", mutate("every: 5", "every: 5\n  keep: 0"), "checkpoint.keep", ":19:9",
+       "in [1, "},
+      {"WarmupPastEnd", mutate("lr: 1.0e-4", "lr: 1.0e-4\n  warmup_steps: 50"),
+       "train.warmup_steps", ":17:17", "exceeds max_steps"},
       {"AdapterWithFull", mutate("method: lora", "method: full\n  adapter: /a"), "finetune.adapter",
        ":9:12", "cannot be combined"},
       {"InvalidYaml", mutate("seq_len: 512", "seq_len: [512"), "", ":", "not valid YAML"},
@@ -114,7 +116,8 @@ TEST_P(BadConfigTest, ExitsWithCode2AndNamesTheKey) {
   EXPECT_NE(r.output.find(c.key), std::string::npos) << "names " << c.key << ":\n" << r.output;
   if (!c.location.empty()) {
     EXPECT_NE(r.output.find(file.string() + c.location), std::string::npos)
-        << "points at " << c.location << ":\n" << r.output;
+        << "points at " << c.location << ":\n"
+        << r.output;
   }
   EXPECT_NE(r.output.find(c.hint), std::string::npos) << "says " << c.hint << ":\n" << r.output;
   // One line a user can act on, not a stack trace.
@@ -127,18 +130,18 @@ INSTANTIATE_TEST_SUITE_P(Cli, BadConfigTest, ::testing::ValuesIn(badConfigs()),
 TEST(Cli, OverrideErrorsNameTheOverride) {
   TempDir dir;
   const auto file = dir.write("run.yaml", kBase);
-  auto r = runProcess({trainerPath(), "--config", file.string(), "--set", "train.max_steps=ten",
-                       "--print-config"});
+  auto r = runProcess(
+      {trainerPath(), "--config", file.string(), "--set", "train.max_steps=ten", "--print-config"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--set train.max_steps=ten: train.max_steps: expected an integer"),
             std::string::npos)
       << r.output;
-  r = runProcess({trainerPath(), "--config", file.string(), "--set", "model.dtyp=fp32",
-                  "--print-config"});
+  r = runProcess(
+      {trainerPath(), "--config", file.string(), "--set", "model.dtyp=fp32", "--print-config"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("did you mean 'dtype'"), std::string::npos) << r.output;
-  r = runProcess({trainerPath(), "--config", file.string(), "--set", "train.lr=3e-4",
-                  "--print-config"});
+  r = runProcess(
+      {trainerPath(), "--config", file.string(), "--set", "train.lr=3e-4", "--print-config"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("lr: 0.0003\n"), std::string::npos) << r.output;
 }
@@ -171,11 +174,13 @@ TEST(Cli, VersionAndHelp) {
 
 TEST(Cli, DryRunPrintsTheWorld) {
   TempDir dir;
-  const auto file = dir.write("run.yaml", kBase + "  ranks:\n    - {device: cpu, weight: 2.5, micro_batch: 3}\n");
+  const auto file =
+      dir.write("run.yaml", kBase + "  ranks:\n    - {device: cpu, weight: 2.5, micro_batch: 3}\n");
   const auto r = runProcess({trainerPath(), "--config", file.string(), "--dry-run"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("world: 1 rank(s), backend mpi"), std::string::npos) << r.output;
-  EXPECT_TRUE(std::regex_search(r.output, std::regex("\\n0 +\\S+ +0 +cpu +- +mpi +2\\.500 +3 +fp32")))
+  EXPECT_TRUE(
+      std::regex_search(r.output, std::regex("\\n0 +\\S+ +0 +cpu +- +mpi +2\\.500 +3 +fp32")))
       << r.output;
   EXPECT_NE(r.output.find("the CPU computes in fp32"), std::string::npos) << r.output;
 }
@@ -185,7 +190,8 @@ TEST(Cli, ShippedConfigsAreValid) {
   for (const char* dir : {"configs", "cluster"}) {
     for (const auto& entry : std::filesystem::directory_iterator(testing::sourceDir() / dir)) {
       if (entry.path().extension() != ".yaml") continue;
-      const auto r = runProcess({trainerPath(), "--config", entry.path().string(), "--print-config"});
+      const auto r =
+          runProcess({trainerPath(), "--config", entry.path().string(), "--print-config"});
       EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
       ++checked;
     }

@@ -32,7 +32,8 @@ TempDir::TempDir(const std::string& prefix) {
   std::random_device rd;
   const auto base = std::filesystem::temp_directory_path();
   for (int attempt = 0; attempt < 100; ++attempt) {
-    auto candidate = base / (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    auto candidate =
+        base / (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     if (std::filesystem::create_directories(candidate)) {
       path_ = candidate;
       return;

@@ -42,9 +42,11 @@ TEST(GradSync, SumsOverRanksInFp32AndDividesByTheGlobalCount) {
   for (size_t i = 0; i < params.size(); ++i) {
     // The reference: the same sum computed here in fp32 from each rank's own values.
     torch::Tensor expected = torch::zeros(base[i].sizes());
-    for (int k = 0; k < n; ++k) expected += (base[i] * (k + 1)).to(params[i].scalar_type()).to(torch::kFloat);
+    for (int k = 0; k < n; ++k)
+      expected += (base[i] * (k + 1)).to(params[i].scalar_type()).to(torch::kFloat);
     expected = (expected / divisor).to(params[i].scalar_type());
-    EXPECT_TRUE(torch::allclose(params[i].grad().to(torch::kFloat), expected.to(torch::kFloat), 1e-6, 1e-7))
+    EXPECT_TRUE(
+        torch::allclose(params[i].grad().to(torch::kFloat), expected.to(torch::kFloat), 1e-6, 1e-7))
         << "param " << i << " factor " << factor;
   }
 }

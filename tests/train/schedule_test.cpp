@@ -21,7 +21,8 @@ TEST(Schedule, CosineLinearConstantClosedForms) {
     const double p = std::min(1.0, (step - warmup) / 100.0);
     EXPECT_NEAR(learningRate(LrSchedule::kCosine, peak, warmup, total, step),
                 peak * 0.5 * (1 + std::cos(M_PI * p)), 1e-15);
-    EXPECT_NEAR(learningRate(LrSchedule::kLinear, peak, warmup, total, step), peak * (1 - p), 1e-15);
+    EXPECT_NEAR(learningRate(LrSchedule::kLinear, peak, warmup, total, step), peak * (1 - p),
+                1e-15);
     EXPECT_DOUBLE_EQ(learningRate(LrSchedule::kConstant, peak, warmup, total, step), peak);
   }
   EXPECT_DOUBLE_EQ(learningRate(LrSchedule::kCosine, peak, warmup, total, 60), peak * 0.5);

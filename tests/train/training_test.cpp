@@ -34,7 +34,8 @@ Fixture& fixture() {
   static Fixture* f = [] {
     auto* fx = new Fixture();
     fx->model = fx->dir.path() / "model";
-    auto made = testing::runPythonScript("make_tiny_model.py", {fx->model.string(), "qwen3", "--seed", "3"});
+    auto made = testing::runPythonScript("make_tiny_model.py",
+                                         {fx->model.string(), "qwen3", "--seed", "3"});
     if (made.exit_code != 0) throw std::runtime_error("make_tiny_model.py failed:\n" + made.output);
     // 64 samples of uneven length (4..60 tokens); the first third of each is a prompt.
     fx->data = fx->dir.path() / "train.h5";
@@ -62,12 +63,12 @@ Fixture& fixture() {
 
 struct RunSpec {
   std::string name;
-  std::vector<double> weights;        // one per rank
-  std::vector<int> micro_batches;     // one per rank
+  std::vector<double> weights;     // one per rank
+  std::vector<int> micro_batches;  // one per rank
   std::string method = "lora";
   int max_steps = 3;
   int checkpoint_every = 0;
-  std::string extra;                  // more YAML under train:
+  std::string extra;  // more YAML under train:
 };
 
 fs::path runDir(const std::string& name) { return fixture().dir.path() / "runs" / name; }
@@ -81,8 +82,8 @@ fs::path writeConfig(const RunSpec& s) {
     << "data: {train: " << fixture().data.string() << ", seq_len: 64, packing: true}\n"
     << "train:\n  global_batch_tokens: 320\n  max_steps: " << s.max_steps
     << "\n  lr: 1.0e-2\n  lr_schedule: cosine\n  warmup_steps: 1\n  weight_decay: 0.01\n"
-    << "  max_grad_norm: 1.0\n" << s.extra
-    << "checkpoint: {every: " << s.checkpoint_every << ", keep: 5}\n"
+    << "  max_grad_norm: 1.0\n"
+    << s.extra << "checkpoint: {every: " << s.checkpoint_every << ", keep: 5}\n"
     << "cluster:\n  backend: mpi\n  balance: static\n  ranks:\n";
   for (size_t r = 0; r < s.weights.size(); ++r) {
     y << "    - {match: {local_rank: " << r << "}, device: cpu, weight: " << s.weights[r]
@@ -96,9 +97,9 @@ fs::path writeConfig(const RunSpec& s) {
 testing::ProcessResult launch(const RunSpec& s, const std::vector<std::string>& env = {}) {
   std::vector<std::string> argv = {"env"};
   argv.insert(argv.end(), env.begin(), env.end());
-  argv.insert(argv.end(), {testing::requireEnv("LOOM_MPIEXEC"), "-np", std::to_string(s.weights.size()),
-                           "--bind-to", "none", testing::trainerPath(), "--config",
-                           writeConfig(s).string()});
+  argv.insert(argv.end(),
+              {testing::requireEnv("LOOM_MPIEXEC"), "-np", std::to_string(s.weights.size()),
+               "--bind-to", "none", testing::trainerPath(), "--config", writeConfig(s).string()});
   return runProcess(argv);
 }
 
@@ -165,7 +166,10 @@ void expectSplitInvariance(const std::string& method, double param_tolerance) {
   const std::vector<RunSpec> runs = {
       {method + "-1rank", {1}, {2}, method},
       {method + "-2ranks-1to1", {1, 1}, {2, 2}, method},
-      {method + "-2ranks-3to1", {3, 1}, {1, 2}, method},  // rank 0 accumulates several micro-batches
+      {method + "-2ranks-3to1",
+       {3, 1},
+       {1, 2},
+       method},  // rank 0 accumulates several micro-batches
       {method + "-3ranks-1to2to5", {1, 2, 5}, {1, 1, 1}, method},
   };
   for (const auto& r : runs) {
@@ -185,17 +189,18 @@ void expectSplitInvariance(const std::string& method, double param_tolerance) {
     std::vector<double> grad_diffs;
     for (int step = 0; step < 3; ++step) {
       const std::string file = "grads/grads-" + std::to_string(step) + ".safetensors";
-      grad_diffs.push_back(maxRelativeDiff(load(runDir(runs[i].name) / file),
-                                           load(runDir(runs[0].name) / file)));
+      grad_diffs.push_back(
+          maxRelativeDiff(load(runDir(runs[i].name) / file), load(runDir(runs[0].name) / file)));
       std::printf("  step %d gradient max relative diff %.3g\n", step, grad_diffs.back());
     }
     const double grad_diff = grad_diffs[0];
     const auto params = trainable(lastCheckpoint(runs[i].name, 3));
     const double param_diff = normRelativeDiff(params, reference);
-    std::printf("split-invariance %s: %s vs 1 rank: step-0 gradients max relative %.3g, "
-                "parameters after 3 steps: norm relative %.3g, elementwise max relative %.3g\n",
-                method.c_str(), runs[i].name.c_str(), grad_diff, param_diff,
-                maxRelativeDiff(params, reference));
+    std::printf(
+        "split-invariance %s: %s vs 1 rank: step-0 gradients max relative %.3g, "
+        "parameters after 3 steps: norm relative %.3g, elementwise max relative %.3g\n",
+        method.c_str(), runs[i].name.c_str(), grad_diff, param_diff,
+        maxRelativeDiff(params, reference));
     EXPECT_LE(grad_diff, 1e-6) << runs[i].name;
     EXPECT_LE(param_diff, param_tolerance) << runs[i].name;
   }
@@ -285,10 +290,12 @@ TEST(Training, SigtermCheckpointsAndExitsCleanly) {
   const auto done = losses("preempted");
   const int64_t last = done.rbegin()->first;
   ASSERT_LT(last, 400);
-  EXPECT_TRUE(fs::exists(lastCheckpoint("preempted", static_cast<int>(last)) / "trainer_state.json"));
+  EXPECT_TRUE(
+      fs::exists(lastCheckpoint("preempted", static_cast<int>(last)) / "trainer_state.json"));
   // The job resumes from it (shortened so the test stays quick).
-  const auto r = runProcess({testing::trainerPath(), "--config", config.string(), "--set",
-                             "train.max_steps=" + std::to_string(last + 2), "--set", "train.warmup_steps=1"});
+  const auto r =
+      runProcess({testing::trainerPath(), "--config", config.string(), "--set",
+                  "train.max_steps=" + std::to_string(last + 2), "--set", "train.warmup_steps=1"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
 }
@@ -297,7 +304,8 @@ TEST(Training, AFailingRankEndsTheWholeJob) {
   RunSpec s{"failing", {1, 1}, {1, 1}, "lora", 6};
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = launch(s, {"LOOM_TEST_FAIL_AT=1:2"});
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_LT(seconds, 30.0);
   EXPECT_NE(r.output.find("rank 1 failed"), std::string::npos) << r.output;

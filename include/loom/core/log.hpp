@@ -37,13 +37,13 @@ void logLine(LogLevel level, const std::string& message);
 
 }  // namespace loom
 
-#define LOOM_LOG_AT(level, message)                \
-  do {                                             \
-    if (::loom::logEnabled(level)) {               \
-      std::ostringstream loom_log_stream_;         \
-      loom_log_stream_ << message;                 \
+#define LOOM_LOG_AT(level, message)                   \
+  do {                                                \
+    if (::loom::logEnabled(level)) {                  \
+      std::ostringstream loom_log_stream_;            \
+      loom_log_stream_ << message;                    \
       ::loom::logLine(level, loom_log_stream_.str()); \
-    }                                              \
+    }                                                 \
   } while (false)
 
 #define LOOM_DEBUG(message) LOOM_LOG_AT(::loom::LogLevel::kDebug, message)

@@ -18,8 +18,8 @@
 namespace loom {
 
 struct TrainerState {
-  int64_t step = 0;         ///< optimizer steps completed
-  std::string cursor;       ///< PlanCursor (JSON) of the next step
+  int64_t step = 0;    ///< optimizer steps completed
+  std::string cursor;  ///< PlanCursor (JSON) of the next step
   std::vector<double> weights;
   double loss_scale = 1.0;
   std::string config_hash;  ///< of the settings that must not change across a resume
@@ -33,9 +33,9 @@ struct TrainerState {
 /// Writes `<checkpoints_dir>/step-<state.step>` atomically: `write_files(tmp_dir)` fills
 /// the folder, then trainer_state.json is added, everything synced, the folder renamed.
 /// Keeps the newest `keep` checkpoints. Returns the final folder.
-std::filesystem::path writeCheckpoint(const std::filesystem::path& checkpoints_dir,
-                                      const TrainerState& state, int64_t keep,
-                                      const std::function<void(const std::filesystem::path&)>& write_files);
+std::filesystem::path writeCheckpoint(
+    const std::filesystem::path& checkpoints_dir, const TrainerState& state, int64_t keep,
+    const std::function<void(const std::filesystem::path&)>& write_files);
 
 /// The newest complete checkpoint folder in `checkpoints_dir`, if any.
 std::optional<std::filesystem::path> newestCheckpoint(const std::filesystem::path& checkpoints_dir);

@@ -31,8 +31,8 @@ class GradSync {
   /// contributes zeros; afterwards every parameter has a gradient.
   void reduce(double divisor);
 
-  /// The global L2 norm of the (reduced) gradients of the targets, computed in fp64 over fp32 values.
-  /// Identical on every rank, since the gradients are.
+  /// The global L2 norm of the (reduced) gradients of the targets, computed in fp64 over fp32
+  /// values. Identical on every rank, since the gradients are.
   double gradNorm() const;
 
   /// Scales every gradient by min(1, max_norm / norm); returns the norm before clipping.
