@@ -21,6 +21,7 @@
 #include "loom/config/config.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/format.hpp"
 #include "loom/core/log.hpp"
 #include "loom/data/hdf5_dataset.hpp"
 #include "loom/data/planner.hpp"
@@ -31,6 +32,7 @@
 #include "loom/model/safetensors.hpp"
 #include "loom/train/balancer.hpp"
 #include "loom/train/checkpoint.hpp"
+#include "loom/train/evaluate.hpp"
 #include "loom/train/grad_sync.hpp"
 #include "loom/train/metrics.hpp"
 #include "loom/train/model_setup.hpp"
@@ -220,9 +222,8 @@ class Trainer {
     prefetcher_ = std::make_unique<Prefetcher>(*train_data_);
     if (config_.data.eval) {
       eval_data_ = std::make_unique<Hdf5Dataset>(*config_.data.eval, vocab);
-      PlannerConfig ec = pc;
-      ec.shuffle = false;
-      eval_planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(*eval_data_, ec));
+      eval_planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(
+          *eval_data_, evalPlannerConfig(config_.data.seq_len, config_.data.packing)));
     }
     LOOM_INFO("data " << config_.data.train << ": " << train_data_->numSamples() << " samples, "
                       << total_steps_ << " steps of " << planner_->stepsInEpoch(0) << " per epoch");
@@ -523,31 +524,17 @@ class Trainer {
 
   void evaluate() {
     if (!eval_planner_) return;
-    torch::NoGradGuard no_grad;
-    model_->eval();
-    double sum = 0;
-    int64_t count = 0;
-    PlanCursor c = eval_planner_->begin();
-    const int64_t steps = eval_planner_->stepsInEpoch(0);
-    for (int64_t s = 0; s < steps; ++s, c = eval_planner_->next(c)) {
-      const GlobalBatch batch = eval_planner_->globalBatch(c);
-      const RankStepPlan plan = eval_planner_->planRank(batch, balancer_->weights(), world_.rank(),
-                                                        settings_.micro_batch);
-      const SampleBatch data = eval_data_->readSamples(plan.sample_ids);
-      for (const MicroBatch& mb : eval_planner_->assemble(plan, data, pad_id_)) {
-        MicroTensors t = toTensors(mb, device_);
-        LossSum loss = causalLmLoss(model_->hidden(t.input), model_->lmHeadWeight(), t.input.tokens,
-                                    t.loss_mask, t.input.documents);
-        sum += loss.sum.item<double>();
-        count += loss.count;
-      }
-    }
-    at::Tensor totals = torch::tensor({sum, static_cast<double>(count)},
+    EvalOptions options;
+    options.micro_batch = settings_.micro_batch;
+    // This rank's weighted share of data.eval; sums are all-reduced, then divided once.
+    const EvalResult local =
+        evaluateSamples(*model_, *eval_data_, *eval_planner_,
+                        evalShare(*eval_planner_, balancer_->weights(), world_.rank()), options);
+    at::Tensor totals = torch::tensor({local.loss_sum, static_cast<double>(local.loss_tokens)},
                                       torch::TensorOptions().dtype(torch::kDouble).device(device_));
     comm_->allReduceSum(totals);
     totals = totals.to(torch::kCPU);
     const double loss = totals[0].item<double>() / std::max(1.0, totals[1].item<double>());
-    model_->train();
     if (world_.isRoot()) {
       LOOM_INFO("eval at step " << step_ << ": loss " << loss << ", perplexity " << std::exp(loss)
                                 << " over " << static_cast<int64_t>(totals[1].item<double>())
