@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "loom/core/error.hpp"
+#include "loom/core/format.hpp"
 #include "loom/core/log.hpp"
 #include "loom/data/hdf5_dataset.hpp"
 #include "loom/data/tokenizer.hpp"
@@ -575,20 +576,6 @@ std::string humanCount(double v) {
   return buf;
 }
 
-std::string clockTime(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
-  const auto s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) {
-    std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  } else {
-    std::snprintf(buf, sizeof(buf), "%lld:%02lld", static_cast<long long>(s / 60),
-                  static_cast<long long>(s % 60));
-  }
-  return buf;
-}
-
 class Progress {
  public:
   Progress(bool enabled, int64_t total_bytes)
@@ -625,7 +612,7 @@ class Progress {
                     "\rprepare %3.0f%% [%s] %.1f/%.1f MB  %.1f MB/s  %s tok/s  ETA %s ",
                     fraction * 100, bar.c_str(), bytes / 1e6, total_ / 1e6, rate / 1e6,
                     humanCount(elapsed > 0 ? tokens / elapsed : 0).c_str(),
-                    final ? clockTime(elapsed).c_str() : clockTime(eta).c_str());
+                    final ? formatDuration(elapsed).c_str() : formatDuration(eta).c_str());
       std::fputs(line, stderr);
       drawn_ = true;
       finished_ = final;
@@ -635,7 +622,7 @@ class Progress {
       std::snprintf(line, sizeof(line), "prepare: %.0f%%, %.1f/%.1f MB, %.1f MB/s, %s tok/s, %s %s",
                     fraction * 100, bytes / 1e6, total_ / 1e6, rate / 1e6,
                     humanCount(elapsed > 0 ? tokens / elapsed : 0).c_str(), final ? "took" : "ETA",
-                    final ? clockTime(elapsed).c_str() : clockTime(eta).c_str());
+                    final ? formatDuration(elapsed).c_str() : formatDuration(eta).c_str());
       LOOM_INFO(line);
     }
   }

@@ -21,20 +21,6 @@ void MetricsLog::write(const std::string& json_line) {
   out_.flush();
 }
 
-std::string formatDuration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const auto s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) {
-    std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  } else {
-    std::snprintf(buf, sizeof(buf), "%lld:%02lld", static_cast<long long>(s / 60),
-                  static_cast<long long>(s % 60));
-  }
-  return buf;
-}
-
 void MetricsLog::writeLossCurve(const std::filesystem::path& path, const std::string& title) const {
   const double w = 720, h = 420, left = 70, right = 20, top = 40, bottom = 50;
   std::vector<std::pair<int64_t, double>> all = train_;

@@ -27,7 +27,4 @@ class MetricsLog {
   std::vector<std::pair<int64_t, double>> eval_;
 };
 
-/// "1:02:03" / "4:05" for an ETA.
-std::string formatDuration(double seconds);
-
 }  // namespace loom
