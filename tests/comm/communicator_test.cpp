@@ -5,14 +5,13 @@
 #include <torch/torch.h>
 
 #include "loom/comm/world.hpp"
+#include "support/mpi_test_main.hpp"
 
 namespace loom {
 namespace {
 
-World* g_world = nullptr;
-
 TEST(MpiCommunicator, AllReduceSumMatchesTheReferenceSum) {
-  auto comm = makeMpiCommunicator(*g_world);
+  auto comm = makeMpiCommunicator(testing::world());
   const int n = comm->size();
   const int r = comm->rank();
   // Each rank holds (rank + 1) * [1, 2, ..., 1000]: the sum is n(n+1)/2 * [1..1000].
@@ -35,7 +34,7 @@ TEST(MpiCommunicator, AllReduceSumMatchesTheReferenceSum) {
 }
 
 TEST(MpiCommunicator, BroadcastAndAllGather) {
-  auto comm = makeMpiCommunicator(*g_world);
+  auto comm = makeMpiCommunicator(testing::world());
   const int n = comm->size();
   auto t = torch::full({2, 3}, static_cast<double>(comm->rank()), torch::kDouble);
   comm->broadcast(t, n - 1);
@@ -52,7 +51,7 @@ TEST(MpiCommunicator, BroadcastAndAllGather) {
 }
 
 TEST(MpiCommunicator, NonContiguousTensorsAreWrittenBack) {
-  auto comm = makeMpiCommunicator(*g_world);
+  auto comm = makeMpiCommunicator(testing::world());
   auto big = torch::ones({4, 4}, torch::kFloat);
   auto column = big.select(1, 2);  // a strided view
   comm->allReduceSum(column);
@@ -62,17 +61,3 @@ TEST(MpiCommunicator, NonContiguousTensorsAreWrittenBack) {
 
 }  // namespace
 }  // namespace loom
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto world = std::make_unique<loom::World>(&argc, &argv);
-  loom::g_world = world.get();
-  if (world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int failed = RUN_ALL_TESTS();
-  const bool any_failed = world->anyTrue(failed != 0);
-  world.reset();
-  return any_failed ? 1 : 0;
-}

@@ -1,5 +1,6 @@
 // Runs under mpiexec -n N (see CMakeLists): expectations are computed from rank and size.
 #include "loom/comm/world.hpp"
+#include "support/mpi_test_main.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,11 +10,8 @@
 namespace loom {
 namespace {
 
-World* g_world = nullptr;
-
 TEST(World, RanksAreDistinctAndCoverTheJob) {
-  ASSERT_NE(g_world, nullptr);
-  const World& w = *g_world;
+  const World& w = testing::world();
   EXPECT_GE(w.size(), 2);
   EXPECT_GE(w.rank(), 0);
   EXPECT_LT(w.rank(), w.size());
@@ -23,7 +21,7 @@ TEST(World, RanksAreDistinctAndCoverTheJob) {
 }
 
 TEST(World, LocalRanksNumberTheRanksOfEachHost) {
-  const World& w = *g_world;
+  const World& w = testing::world();
   const auto entries = w.allGather(w.host() + "|" + std::to_string(w.localRank()) + "|" +
                                    std::to_string(w.localSize()));
   std::set<std::string> seen;
@@ -35,13 +33,13 @@ TEST(World, LocalRanksNumberTheRanksOfEachHost) {
 }
 
 TEST(World, AllGatherHandlesUnequalLengths) {
-  const World& w = *g_world;
+  const World& w = testing::world();
   const auto all = w.allGather(std::string(static_cast<size_t>(w.rank() * 3), 'x'));
   for (int r = 0; r < w.size(); ++r) EXPECT_EQ(all[r].size(), static_cast<size_t>(r * 3));
 }
 
 TEST(World, AnyTrueIsAnOr) {
-  const World& w = *g_world;
+  const World& w = testing::world();
   EXPECT_FALSE(w.anyTrue(false));
   EXPECT_TRUE(w.anyTrue(w.rank() == w.size() - 1));
   w.barrier();
@@ -49,18 +47,3 @@ TEST(World, AnyTrueIsAnOr) {
 
 }  // namespace
 }  // namespace loom
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto world = std::make_unique<loom::World>(&argc, &argv);
-  loom::g_world = world.get();
-  // Only rank 0 prints the report; every rank's result decides the exit code.
-  if (world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int failed = RUN_ALL_TESTS();
-  const bool any_failed = world->anyTrue(failed != 0);
-  world.reset();
-  return any_failed ? 1 : 0;
-}

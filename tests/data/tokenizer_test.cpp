@@ -20,20 +20,7 @@ namespace {
 using nlohmann::json;
 using testing::TempDir;
 
-std::string codePointToUtf8(uint32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return out;
-}
+using testing::codePointToUtf8;
 
 // The byte-level character of each byte (GPT-2's bytes_to_unicode).
 std::vector<std::string> byteChars() {

@@ -2,6 +2,7 @@
 // Helpers shared by Loom's test suites: temporary folders, running the trainer or a
 // Python reference script as a child process, and the paths ctest hands to tests.
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ std::filesystem::path sourceDir();
 
 /// Runs tests/python/<script> with the project Python; returns its result.
 ProcessResult runPythonScript(const std::string& script, const std::vector<std::string>& args);
+
+/// UTF-8 of a code point of the Basic Multilingual Plane (< U+10000).
+std::string codePointToUtf8(uint32_t cp);
 
 /// Reads a whole file.
 std::string readFile(const std::filesystem::path& path);

@@ -9,11 +9,10 @@
 
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/world.hpp"
+#include "support/mpi_test_main.hpp"
 
 namespace loom {
 namespace {
-
-World* g_world = nullptr;
 
 std::vector<torch::Tensor> makeParams() {
   torch::manual_seed(7);  // same values on every rank
@@ -23,7 +22,7 @@ std::vector<torch::Tensor> makeParams() {
 }
 
 TEST(GradSync, SumsOverRanksInFp32AndDividesByTheGlobalCount) {
-  auto comm = makeMpiCommunicator(*g_world);
+  auto comm = makeMpiCommunicator(testing::world());
   const int n = comm->size();
   const int r = comm->rank();
   auto params = makeParams();
@@ -52,7 +51,7 @@ TEST(GradSync, SumsOverRanksInFp32AndDividesByTheGlobalCount) {
 }
 
 TEST(GradSync, ARankWithoutGradientsContributesZeros) {
-  auto comm = makeMpiCommunicator(*g_world);
+  auto comm = makeMpiCommunicator(testing::world());
   auto params = makeParams();
   if (comm->rank() != 0) {
     for (auto& p : params) p.mutable_grad() = torch::ones_like(p);
@@ -66,7 +65,7 @@ TEST(GradSync, ARankWithoutGradientsContributesZeros) {
 }
 
 TEST(GradSync, ClippingMatchesTheClosedForm) {
-  auto comm = makeMpiCommunicator(*g_world);
+  auto comm = makeMpiCommunicator(testing::world());
   std::vector<torch::Tensor> params = {torch::zeros({2}, torch::requires_grad()),
                                        torch::zeros({1}, torch::requires_grad())};
   params[0].mutable_grad() = torch::tensor({3.0f, 0.0f});
@@ -84,17 +83,3 @@ TEST(GradSync, ClippingMatchesTheClosedForm) {
 
 }  // namespace
 }  // namespace loom
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto world = std::make_unique<loom::World>(&argc, &argv);
-  loom::g_world = world.get();
-  if (world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int failed = RUN_ALL_TESTS();
-  const bool any_failed = world->anyTrue(failed != 0);
-  world.reset();
-  return any_failed ? 1 : 0;
-}
