@@ -203,7 +203,7 @@ class Trainer {
 
   void setupData() {
     const int64_t vocab = model_->config().vocab_size;
-    train_data_ = std::make_unique<Hdf5Dataset>(config_.data.train, vocab);
+    train_data_ = openDataset("data.train", config_.data.train, vocab);
     PlannerConfig pc;
     pc.seq_len = config_.data.seq_len;
     pc.global_batch_size = config_.train.global_batch_size.value_or(0);
@@ -221,12 +221,22 @@ class Trainer {
     pad_id_ = static_cast<int32_t>(std::max<int64_t>(0, train_data_->info().pad_id));
     prefetcher_ = std::make_unique<Prefetcher>(*train_data_);
     if (config_.data.eval) {
-      eval_data_ = std::make_unique<Hdf5Dataset>(*config_.data.eval, vocab);
+      eval_data_ = openDataset("data.eval", *config_.data.eval, vocab);
       eval_planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(
           *eval_data_, evalPlannerConfig(config_.data.seq_len, config_.data.packing)));
     }
     LOOM_INFO("data " << config_.data.train << ": " << train_data_->numSamples() << " samples, "
                       << total_steps_ << " steps of " << planner_->stepsInEpoch(0) << " per epoch");
+  }
+
+  /// Opens a dataset named by config key `key`; errors also name the key and its line.
+  std::unique_ptr<Hdf5Dataset> openDataset(const std::string& key, const std::string& path,
+                                           int64_t vocab) {
+    try {
+      return std::make_unique<Hdf5Dataset>(path, vocab);
+    } catch (const InputError& e) {
+      throw InputError(key + " (" + config_.where(key) + "): " + e.what());
+    }
   }
 
   void setupOptimizer() {

@@ -313,3 +313,20 @@ TEST(Training, AFailingRankEndsTheWholeJob) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST(Training, AMissingDataFileIsBadInputNamingTheKey) {
+  RunSpec s{"missing-data", {1}, {1}, "lora", 2};
+  const auto r = testing::runProcess({testing::trainerPath(), "--config", writeConfig(s).string(),
+                                      "--set", "data.train=/nonexistent/train.h5"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("data.train (--set data.train=/nonexistent/train.h5)"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("/nonexistent/train.h5: no such file"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(runDir("missing-data") / "checkpoints"));
+}
+
+}  // namespace
+}  // namespace loom
