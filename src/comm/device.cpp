@@ -1,6 +1,7 @@
 #include "loom/comm/device.hpp"
 
 #if LOOM_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -28,6 +29,25 @@ std::vector<GpuInfo> listCudaDevices() {
   }
 #endif
   return gpus;
+}
+
+int64_t cudaPeakMemoryBytes(int index) {
+#if LOOM_WITH_CUDA
+  const auto stats =
+      c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+  return stats.allocated_bytes[0].peak;  // [0]: StatType::AGGREGATE (all pools)
+#else
+  (void)index;
+  return 0;
+#endif
+}
+
+void resetCudaPeakMemory(int index) {
+#if LOOM_WITH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));
+#else
+  (void)index;
+#endif
 }
 
 }  // namespace loom

@@ -3,6 +3,8 @@
 #include <mpi.h>
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/world.hpp"
 #include "loom/core/error.hpp"
@@ -67,6 +69,41 @@ class MpiCommunicator final : public Communicator {
     copyBack(tensor, h);
   }
 
+  /// Non-blocking for contiguous fp32/fp64 CPU tensors (MPI_Iallreduce, progressed by each
+  /// later start and completed by waitStarted); anything else is summed at once.
+  void startAllReduceSum(at::Tensor& tensor) override {
+    if (!tensor.device().is_cpu() || !tensor.is_contiguous() ||
+        (tensor.scalar_type() != at::kFloat && tensor.scalar_type() != at::kDouble)) {
+      allReduceSum(tensor);
+      return;
+    }
+    MPI_Request request = MPI_REQUEST_NULL;
+    checkMpi(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()),
+                            mpiType(tensor.scalar_type()), MPI_SUM, comm_, &request),
+             "MPI_Iallreduce");
+    pending_.push_back(request);
+    pending_tensors_.push_back(tensor);  // keeps the buffer alive until waitStarted
+    // Open MPI has no progress thread by default: testing moves earlier sums along.
+    int done = 0;
+    checkMpi(
+        MPI_Testall(static_cast<int>(pending_.size()), pending_.data(), &done, MPI_STATUSES_IGNORE),
+        "MPI_Testall");
+  }
+
+  void waitStarted() override {
+    if (pending_.empty()) return;
+    checkMpi(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE),
+             "MPI_Waitall");
+    pending_.clear();
+    pending_tensors_.clear();
+  }
+
+  bool canStartFromBackward(const c10::Device& device) const override {
+    // The world is MPI_THREAD_FUNNELED; autograd runs CPU graphs on the calling thread,
+    // CUDA graphs on its own device threads.
+    return device.is_cpu();
+  }
+
   void broadcast(at::Tensor& tensor, int root) override {
     at::Tensor h = hostStaging(tensor);
     checkMpi(
@@ -95,6 +132,8 @@ class MpiCommunicator final : public Communicator {
 
  private:
   MPI_Comm comm_;
+  std::vector<MPI_Request> pending_;
+  std::vector<at::Tensor> pending_tensors_;
   int rank_;
   int size_;
 };

@@ -3,6 +3,7 @@
 // NCCL only moves tensors). NCCL calls are asynchronous: a peer that died leaves them
 // pending forever, so every wait polls the communicator's async error and a deadline and
 // aborts the communicator instead of hanging (DESIGN invariant 5).
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
@@ -11,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "loom/comm/communicator.hpp"
@@ -98,6 +100,35 @@ class NcclCommunicator final : public Communicator {
              "ncclAllReduce");
   }
 
+  /// On the communication stream, after the work queued so far on the current stream (an
+  /// event orders them): the sum runs while the current stream goes on with backward.
+  void startAllReduceSum(at::Tensor& tensor) override {
+    checkTensor(tensor);
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device_));
+    if (!comm_stream_) {
+      comm_stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/true,
+                                                  static_cast<c10::DeviceIndex>(device_));
+    }
+    const cudaStream_t comm_stream = comm_stream_->stream();
+    streamWaits(comm_stream, currentStream());
+    // The caching allocator must not hand this memory out again before the sum is done.
+    c10::cuda::CUDACachingAllocator::recordStream(tensor.storage().data_ptr(), *comm_stream_);
+    complete(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                           ncclType(tensor.scalar_type()), ncclSum, comm_, comm_stream),
+             "ncclAllReduce");
+    started_ = true;
+  }
+
+  void waitStarted() override {
+    if (!started_) return;
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device_));
+    synchronize(comm_stream_->stream());  // watches the deadline and async errors
+    streamWaits(currentStream(), comm_stream_->stream());
+    started_ = false;
+  }
+
+  bool canStartFromBackward(const c10::Device& device) const override { return device.is_cuda(); }
+
   void broadcast(at::Tensor& tensor, int root) override {
     checkTensor(tensor);
     complete(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
@@ -120,7 +151,7 @@ class NcclCommunicator final : public Communicator {
     at::Tensor one =
         at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
     allReduceSum(one);
-    synchronize();
+    synchronize(currentStream());
   }
 
   Backend backend() const override { return Backend::kNccl; }
@@ -177,11 +208,11 @@ class NcclCommunicator final : public Communicator {
   }
 
  public:
-  /// Waits for this rank's queued collectives, watching for errors and the deadline.
-  void synchronize() {
+  /// Waits on the host for the work queued on `stream`, watching for errors and the deadline.
+  void synchronize(cudaStream_t stream) {
     cudaEvent_t done;
     LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-    LOOM_CUDA_CHECK(cudaEventRecord(done, currentStream()));
+    LOOM_CUDA_CHECK(cudaEventRecord(done, stream));
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
     for (;;) {
@@ -202,8 +233,20 @@ class NcclCommunicator final : public Communicator {
     cudaEventDestroy(done);
   }
 
+  /// Work queued on `waiter` from now on runs after the work queued so far on `waited`.
+  static void streamWaits(cudaStream_t waiter, cudaStream_t waited) {
+    if (waiter == waited) return;
+    cudaEvent_t event;
+    LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    LOOM_CUDA_CHECK(cudaEventRecord(event, waited));
+    LOOM_CUDA_CHECK(cudaStreamWaitEvent(waiter, event, 0));
+    LOOM_CUDA_CHECK(cudaEventDestroy(event));  // released once the wait is satisfied
+  }
+
  private:
   ncclComm_t comm_ = nullptr;
+  std::optional<c10::cuda::CUDAStream> comm_stream_;
+  bool started_ = false;
   int rank_;
   int size_;
   int device_;

@@ -21,6 +21,19 @@ class Communicator {
 
   /// In place: `tensor` becomes the sum over ranks. Collective.
   virtual void allReduceSum(at::Tensor& tensor) = 0;
+  /// Starts an in-place sum over ranks and returns, where the backend can, before it is
+  /// done, so that communication overlaps the caller's compute. Ordered after the work
+  /// already queued on the calling thread's current stream. Collective: every rank starts
+  /// the same sums in the same order, and calls no other collective until waitStarted().
+  /// `tensor` must stay alive and untouched until then. The default is allReduceSum.
+  virtual void startAllReduceSum(at::Tensor& tensor) { allReduceSum(tensor); }
+  /// Waits for every sum begun with startAllReduceSum: their results are then visible to
+  /// the host and to work queued later on the current stream. Not collective by itself.
+  virtual void waitStarted() {}
+  /// Whether startAllReduceSum may be called from autograd's backward (a device thread on
+  /// GPU) for tensors on `device`. MPI may only be called from the main thread.
+  virtual bool canStartFromBackward(const c10::Device& device) const = 0;
+
   /// In place: every rank's `tensor` becomes root's. Collective.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   /// Returns [world_size, *tensor.shape]: every rank's tensor, by rank. For small values

@@ -24,4 +24,9 @@ struct GpuInfo {
 /// Lists visible CUDA devices; empty in a build without CUDA or on a machine without GPUs.
 std::vector<GpuInfo> listCudaDevices();
 
+/// The most memory libtorch's caching allocator has had allocated on CUDA device `index`
+/// since the process started (or resetCudaPeakMemory), in bytes; 0 without CUDA.
+int64_t cudaPeakMemoryBytes(int index);
+void resetCudaPeakMemory(int index);
+
 }  // namespace loom
