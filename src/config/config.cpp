@@ -430,6 +430,7 @@ bool validDevice(const std::string& d) {
 void readCluster(Section s, ClusterConfig& c) {
   if (int i = s.getEnum("backend", kBackends); i >= 0) c.backend = static_cast<Backend>(i);
   if (int i = s.getEnum("balance", kBalances); i >= 0) c.balance = static_cast<Balance>(i);
+  s.getBool("overlap_grad_sync", c.overlap_grad_sync);
   if (!s.has("ranks")) return;
   auto list = s.child("ranks");
   if (!list.IsSequence()) {
@@ -594,7 +595,7 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
                               "eval_every", "log_every"}),
             c.train);
   readCheckpoint(section("checkpoint", {"every", "keep", "resume"}), c.checkpoint);
-  readCluster(section("cluster", {"backend", "balance", "ranks"}), c.cluster);
+  readCluster(section("cluster", {"backend", "balance", "overlap_grad_sync", "ranks"}), c.cluster);
   c.locations = reader.takeLocations();
   return c;
 }
@@ -662,6 +663,7 @@ std::string toYaml(const Config& c) {
   e << YAML::Key << "cluster" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "backend" << YAML::Value << toString(c.cluster.backend);
   e << YAML::Key << "balance" << YAML::Value << toString(c.cluster.balance);
+  e << YAML::Key << "overlap_grad_sync" << YAML::Value << c.cluster.overlap_grad_sync;
   e << YAML::Key << "ranks" << YAML::Value << YAML::BeginSeq;
   for (const auto& r : c.cluster.ranks) {
     e << YAML::BeginMap;

@@ -59,6 +59,7 @@ std::string TrainerState::toJson() const {
                       {"cursor", nlohmann::json::parse(cursor)},
                       {"weights", weights},
                       {"loss_scale", loss_scale},
+                      {"loss_scale_good_steps", loss_scale_good_steps},
                       {"config_hash", config_hash},
                       {"world_size", world_size}};
   return j.dump(2) + "\n";
@@ -79,6 +80,7 @@ TrainerState TrainerState::fromJson(const std::string& text, const std::string& 
     s.cursor = j.at("cursor").dump();
     s.weights = j.at("weights").get<std::vector<double>>();
     s.loss_scale = j.at("loss_scale").get<double>();
+    s.loss_scale_good_steps = j.value("loss_scale_good_steps", int64_t{0});
     s.config_hash = j.at("config_hash").get<std::string>();
     s.world_size = j.at("world_size").get<int>();
   } catch (const nlohmann::json::exception& e) {

@@ -9,6 +9,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/model/loss.hpp"
+#include "loom/train/batch_tensors.hpp"
 
 namespace loom {
 
@@ -29,15 +30,6 @@ class EvalModeGuard {
   CausalLm& model_;
   bool was_training_;
 };
-
-/// A [rows, width] host buffer as an int64 tensor on `device`.
-template <typename T>
-at::Tensor toDevice(const std::vector<T>& values, int64_t rows, int64_t width, at::ScalarType type,
-                    const c10::Device& device) {
-  // from_blob does not copy; .to(kLong) does, so the result owns its memory.
-  auto host = at::from_blob(const_cast<T*>(values.data()), {rows, width}, at::TensorOptions(type));
-  return host.to(at::kLong).to(device);
-}
 
 }  // namespace
 }  // namespace detail
@@ -128,15 +120,10 @@ EvalResult evaluateSamples(CausalLm& model, const Hdf5Dataset& dataset, const Ba
     const RankStepPlan plan = planner.planRank(batch, {1.0}, 0, options.micro_batch);
     for (const PlannedMicroBatch& planned : plan.micro_batches) {
       const MicroBatch mb = planner.assemble(planned, data, options.pad_id);
-      DecoderInput input;
-      input.tokens = detail::toDevice(mb.tokens, mb.rows, mb.width, at::kInt, device);  // [B, T]
-      input.positions = detail::toDevice(mb.positions, mb.rows, mb.width, at::kInt, device);
-      input.documents = detail::toDevice(mb.segment_ids, mb.rows, mb.width, at::kInt, device);
-      const at::Tensor loss_mask =
-          detail::toDevice(mb.loss_mask, mb.rows, mb.width, at::kByte, device);  // [B, T]
-      const at::Tensor hidden = model.hidden(input);                             // [B, T, H]
-      const LossSum loss = causalLmLoss(hidden, model.lmHeadWeight(), input.tokens, loss_mask,
-                                        input.documents, options.loss_chunk_tokens);
+      const BatchTensors t = toTensors(mb, device);     // [B, T] each
+      const at::Tensor hidden = model.hidden(t.input);  // [B, T, H]
+      const LossSum loss = causalLmLoss(hidden, model.lmHeadWeight(), t.input.tokens, t.loss_mask,
+                                        t.input.documents, options.loss_chunk_tokens);
       LOOM_CHECK(loss.count == mb.num_loss_tokens,
                  "evaluation counted " << loss.count << " loss tokens where the planner packed "
                                        << mb.num_loss_tokens);

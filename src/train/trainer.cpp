@@ -1,5 +1,6 @@
 #include "loom/train/trainer.hpp"
 
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
 
@@ -9,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
@@ -31,9 +33,11 @@
 #include "loom/model/loss.hpp"
 #include "loom/model/safetensors.hpp"
 #include "loom/train/balancer.hpp"
+#include "loom/train/batch_tensors.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/evaluate.hpp"
 #include "loom/train/grad_sync.hpp"
+#include "loom/train/loss_scaler.hpp"
 #include "loom/train/metrics.hpp"
 #include "loom/train/model_setup.hpp"
 #include "loom/train/schedule.hpp"
@@ -87,33 +91,32 @@ void maybeFailForTest(int rank, int64_t step) {
   }
 }
 
+/// Test hook LOOM_TEST_NAN_AT="rank:first[-last]": that rank's loss is NaN in those steps.
+bool nanForTest(int rank, int64_t step) {
+  const char* spec = std::getenv("LOOM_TEST_NAN_AT");
+  int r = -1;
+  long long first = -1, last = -1;
+  if (!spec) return false;
+  const int n = std::sscanf(spec, "%d:%lld-%lld", &r, &first, &last);
+  if (n < 2) return false;
+  if (n == 2) last = first;
+  return r == rank && step >= first && step <= last;
+}
+
+/// CUDA: the caching allocator's peak (tensors only). CPU: the process's peak resident size.
 double peakMemoryBytes(const c10::Device& device) {
-  (void)device;
+  if (device.is_cuda()) return static_cast<double>(cudaPeakMemoryBytes(device.index()));
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux: kilobytes
 }
 
-struct MicroTensors {
-  DecoderInput input;
-  at::Tensor loss_mask;
-};
-
-MicroTensors toTensors(const MicroBatch& mb, const c10::Device& device) {
-  // from_blob does not own the vectors: .to() copies before `mb` goes away.
-  const std::vector<int64_t> shape = {mb.rows, mb.width};
-  auto i32 = torch::TensorOptions().dtype(torch::kInt32);
-  MicroTensors t;
-  t.input.tokens =
-      torch::from_blob(const_cast<int32_t*>(mb.tokens.data()), shape, i32).to(device, torch::kLong);
-  t.input.positions = torch::from_blob(const_cast<int32_t*>(mb.positions.data()), shape, i32)
-                          .to(device, torch::kLong);
-  t.input.documents = torch::from_blob(const_cast<int32_t*>(mb.segment_ids.data()), shape, i32)
-                          .to(device, torch::kLong);
-  t.loss_mask = torch::from_blob(const_cast<uint8_t*>(mb.loss_mask.data()), shape,
-                                 torch::TensorOptions().dtype(torch::kUInt8))
-                    .to(device);
-  return t;
+/// Waits for the work queued on this thread's current stream of `device` (not for other
+/// streams: gradient all-reduces on a communication stream may still be running).
+void waitForCurrentStream(const c10::Device& device) {
+  if (device.is_cpu()) return;
+  c10::impl::VirtualGuardImpl impl(device.type());
+  impl.getStream(device).synchronize();
 }
 
 class Trainer {
@@ -255,12 +258,13 @@ class Trainer {
     if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
     optimizer_ =
         std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config_.train.lr));
-    grad_sync_ = std::make_unique<GradSync>(params_, *comm_, 25 << 20, masters_);
+    grad_sync_ = std::make_unique<GradSync>(params_, *comm_, 25 << 20, masters_,
+                                            config_.cluster.overlap_grad_sync);
     cursor_ = planner_->begin();
     std::vector<double> weights;
     for (const auto& r : all_settings_) weights.push_back(r.weight);
     balancer_ = std::make_unique<Balancer>(weights, config_.cluster.balance == Balance::kAuto);
-    if (dtype_ == at::kHalf) loss_scale_ = 65536.0;
+    if (dtype_ == at::kHalf) scaler_ = LossScaler::dynamic();
   }
 
   void resumeIfAsked() {
@@ -298,7 +302,7 @@ class Trainer {
     cursor_ = PlanCursor::fromString(state.cursor);
     planner_->checkCursor(cursor_);
     step_ = state.step;
-    loss_scale_ = state.loss_scale;
+    scaler_.restore(state.loss_scale, state.loss_scale_good_steps);
     if (static_cast<int>(state.weights.size()) == world_.size()) {
       balancer_->setWeights(state.weights);
     } else {
@@ -325,12 +329,15 @@ class Trainer {
       }
       maybeFailForTest(world_.rank(), step_);
       StepResult r = trainStep();
-      if (!r.finite) {
+      if (r.overflow) {
+        LOOM_WARN("step " << step_ << ": fp16 gradients overflowed; step skipped on every rank, "
+                          << "loss scale now " << scaler_.scale());
+      } else if (!r.finite) {
         ++bad_steps;
         LOOM_WARN("step " << step_ << ": non-finite loss or gradients; step skipped on every rank ("
                           << bad_steps << " in a row)");
         LOOM_CHECK(
-            bad_steps < 3 || dtype_ == at::kHalf,
+            bad_steps < 3,
             "3 steps in a row had a non-finite loss; stopping (lower train.lr, check the data)");
       } else {
         bad_steps = 0;
@@ -358,12 +365,14 @@ class Trainer {
 
   struct StepResult {
     bool finite = true;
+    bool overflow = false;  // fp16: non-finite gradients the loss scale can still absorb
     double loss = 0;
     double grad_norm = 0;
     double lr = 0;
     int64_t tokens = 0;
     double step_seconds = 0;
-    std::vector<double> rank_seconds, rank_data_seconds, rank_tokens, rank_memory;
+    std::vector<double> rank_seconds, rank_data_seconds, rank_tokens, rank_memory,
+        rank_sync_seconds;
     bool reweighted = false;
   };
 
@@ -383,31 +392,42 @@ class Trainer {
     prefetchNextStep();
     const auto t1 = Clock::now();
 
-    for (auto& p : params_) p.mutable_grad() = at::Tensor();
-    for (auto& m : masters_) m.mutable_grad() = at::Tensor();
+    grad_sync_->beginStep();
     double local_loss = 0;
     int64_t local_count = 0;
     model_->train();
-    for (const MicroBatch& mb : planner_->assemble(plan, data, pad_id_)) {
-      MicroTensors t = toTensors(mb, device_);
+    const std::vector<MicroBatch> micro_batches = planner_->assemble(plan, data, pad_id_);
+    const bool inject_nan = nanForTest(world_.rank(), step_);
+    for (size_t k = 0; k < micro_batches.size(); ++k) {
+      const MicroBatch& mb = micro_batches[k];
+      const BatchTensors t = toTensors(mb, device_);
       at::Tensor hidden = model_->hidden(t.input);  // [rows, width, H]
       LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), t.input.tokens, t.loss_mask,
                                   t.input.documents);
       LOOM_CHECK(loss.count == mb.num_loss_tokens, "the model counted "
                                                        << loss.count << " loss tokens, the planner "
                                                        << mb.num_loss_tokens);
-      (loss.sum * loss_scale_).backward();
+      if (inject_nan) loss.sum = loss.sum * std::numeric_limits<double>::quiet_NaN();
+      // During the last backward, gradient buckets are all-reduced as they fill.
+      grad_sync_->beginMicroBatch(k + 1 == micro_batches.size());
+      (loss.sum * scaler_.scale()).backward();
       local_loss += loss.sum.item<double>();
       local_count += loss.count;
     }
-    if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+    // This rank's own compute time (the balancer's measure), not waiting for its peers.
+    waitForCurrentStream(device_);
     const double compute_seconds = secondsSince(t1);
+    // Starts the buckets backward did not, waits for every sum; divides by the global count.
+    const auto t2 = Clock::now();
+    grad_sync_->reduce(static_cast<double>(std::max<int64_t>(1, batch.loss_tokens)) *
+                       scaler_.scale());
+    const double sync_seconds = secondsSince(t2);
 
-    // [rank, (loss, count, compute s, data s, tokens, peak memory)]
-    at::Tensor mine =
-        torch::tensor({local_loss, static_cast<double>(local_count), compute_seconds, data_seconds,
-                       static_cast<double>(plan.local_tokens), peakMemoryBytes(device_)},
-                      torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    // [rank, (loss, count, compute s, data s, tokens, peak memory, grad sync s)]
+    at::Tensor mine = torch::tensor(
+        {local_loss, static_cast<double>(local_count), compute_seconds, data_seconds,
+         static_cast<double>(plan.local_tokens), peakMemoryBytes(device_), sync_seconds},
+        torch::TensorOptions().dtype(torch::kDouble).device(device_));
     at::Tensor all = comm_->allGather(mine).to(torch::kCPU);
     double global_loss = 0;
     int64_t global_count = 0;
@@ -418,6 +438,7 @@ class Trainer {
       r.rank_data_seconds.push_back(all[k][3].item<double>());
       r.rank_tokens.push_back(all[k][4].item<double>());
       r.rank_memory.push_back(all[k][5].item<double>());
+      r.rank_sync_seconds.push_back(all[k][6].item<double>());
     }
     LOOM_CHECK(
         global_count == batch.loss_tokens,
@@ -427,11 +448,12 @@ class Trainer {
     r.lr = learningRate(config_.train.lr_schedule, config_.train.lr, config_.train.warmup_steps,
                         total_steps_, step_);
 
-    grad_sync_->reduce(static_cast<double>(std::max<int64_t>(1, batch.loss_tokens)) * loss_scale_);
     dumpGradientsForTest();
     r.grad_norm = grad_sync_->clip(config_.train.max_grad_norm);
     r.finite = std::isfinite(global_loss) && std::isfinite(r.grad_norm);
-    if (r.finite) {
+    const double scale_before = scaler_.scale();
+    r.overflow = !r.finite && scaler_.enabled() && scale_before > 1.0;
+    if (scaler_.update(r.finite)) {
       for (auto& group : optimizer_->param_groups()) {
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
       }
@@ -440,9 +462,6 @@ class Trainer {
       for (size_t i = 0; i < params_.size(); ++i) {
         if (!masters_[i].is_same(params_[i])) params_[i].detach().copy_(masters_[i]);
       }
-      if (dtype_ == at::kHalf && ++good_steps_ % 1000 == 0) loss_scale_ *= 2;
-    } else if (dtype_ == at::kHalf) {
-      loss_scale_ = std::max(1.0, loss_scale_ / 2);  // overflow: back off, try again next step
     }
     r.reweighted = balancer_->observe(step_, r.rank_seconds, r.rank_tokens);
     r.step_seconds = secondsSince(t0);
@@ -507,6 +526,7 @@ class Trainer {
                        {"tokens", r.rank_tokens[k]},
                        {"compute_s", r.rank_seconds[k]},
                        {"data_wait_s", r.rank_data_seconds[k]},
+                       {"grad_sync_s", r.rank_sync_seconds[k]},
                        {"peak_memory_bytes", r.rank_memory[k]}});
       shares << " " << k << ":" << std::fixed << std::setprecision(0)
              << 100.0 * weights[k] / weight_total << "%/" << std::setprecision(2)
@@ -521,7 +541,7 @@ class Trainer {
                            {"tokens_per_s", r.tokens / std::max(1e-9, r.step_seconds)},
                            {"skipped", !r.finite},
                            {"ranks", ranks}};
-    if (dtype_ == at::kHalf) line["loss_scale"] = loss_scale_;
+    if (scaler_.enabled()) line["loss_scale"] = scaler_.scale();
     metrics_->write(line.dump());
     char head[200];
     std::snprintf(head, sizeof(head),
@@ -564,7 +584,8 @@ class Trainer {
       state.step = step_;
       state.cursor = cursor_.toString();
       state.weights = balancer_->weights();
-      state.loss_scale = loss_scale_;
+      state.loss_scale = scaler_.scale();
+      state.loss_scale_good_steps = scaler_.goodSteps();
       state.config_hash = resumeHash(config_);
       state.world_size = world_.size();
       const fs::path dir = writeCheckpoint(
@@ -639,8 +660,7 @@ class Trainer {
   PlanCursor cursor_;
   int64_t step_ = 0;
   int64_t tokens_seen_ = 0;
-  double loss_scale_ = 1.0;
-  int64_t good_steps_ = 0;
+  LossScaler scaler_ = LossScaler::disabled();
 };
 
 }  // namespace

@@ -37,6 +37,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_FALSE(c.train.global_batch_size.has_value());
   EXPECT_EQ(c.train.max_steps.value(), 10);
   EXPECT_EQ(c.cluster.backend, Backend::kAuto);
+  EXPECT_TRUE(c.cluster.overlap_grad_sync);
   EXPECT_EQ(c.where("data.train"), "test.yaml:4:10");
 }
 
@@ -48,6 +49,7 @@ TEST(Config, ResolvedYamlRoundTrips) {
 cluster:
   backend: mpi
   balance: static
+  overlap_grad_sync: false
   ranks:
     - match: {host: nodeA, local_rank: 1, gpu: "1050"}
       device: cuda:1
@@ -66,6 +68,7 @@ cluster:
   EXPECT_EQ(b.cluster.ranks[0].dtype.value(), DType::kFP32);
   EXPECT_EQ(b.finetune.adapter.value(), "/adapters/a");
   EXPECT_TRUE(b.finetune.lora.rslora);
+  EXPECT_FALSE(b.cluster.overlap_grad_sync);
 }
 
 TEST(Config, OverridesApplyAndAreValidated) {

@@ -300,6 +300,47 @@ TEST(Training, SigtermCheckpointsAndExitsCleanly) {
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
 }
 
+/// step -> "skipped" flag, from metrics.jsonl (a skipped step's loss is NaN: JSON null).
+std::map<int64_t, bool> skippedSteps(const std::string& name) {
+  std::ifstream in(runDir(name) / "metrics.jsonl");
+  std::map<int64_t, bool> out;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("skipped")) out[j["step"].get<int64_t>()] = j["skipped"].get<bool>();
+  }
+  return out;
+}
+
+TEST(Training, ANonFiniteLossSkipsTheStepOnEveryRank) {
+  RunSpec s{"nan-once", {1, 1}, {1, 2}, "lora", 3, 1};
+  s.extra = "  log_every: 1\n";
+  // Rank 1's loss is NaN in step 1 only (the second step; logged and checkpointed as 2).
+  const auto r = launch(s, {"LOOM_TEST_NAN_AT=1:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 1: non-finite loss or gradients; step skipped on every rank (1 in "
+                          "a row)"),
+            std::string::npos)
+      << r.output;
+  const auto skipped = skippedSteps("nan-once");
+  EXPECT_EQ(skipped, (std::map<int64_t, bool>{{1, false}, {2, true}, {3, false}}));
+  // The skipped step changed no parameter; the steps around it did.
+  const auto one = trainable(lastCheckpoint("nan-once", 1));
+  const auto two = trainable(lastCheckpoint("nan-once", 2));
+  const auto three = trainable(lastCheckpoint("nan-once", 3));
+  EXPECT_EQ(maxRelativeDiff(two, one), 0.0);
+  EXPECT_GT(maxRelativeDiff(three, two), 0.0);
+  for (const auto& [name, t] : three) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+}
+
+TEST(Training, ThreeNonFiniteStepsInARowEndTheRun) {
+  RunSpec s{"nan-thrice", {1, 1}, {1, 1}, "lora", 8};
+  const auto r = launch(s, {"LOOM_TEST_NAN_AT=0:1-3"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("3 steps in a row had a non-finite loss; stopping"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(runDir("nan-thrice") / "adapter"));
+}
+
 TEST(Training, AFailingRankEndsTheWholeJob) {
   RunSpec s{"failing", {1, 1}, {1, 1}, "lora", 6};
   const auto t0 = std::chrono::steady_clock::now();

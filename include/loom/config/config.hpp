@@ -12,7 +12,7 @@
 //   train:      {global_batch_tokens | global_batch_size, max_steps | epochs, lr, lr_schedule,
 //                warmup_steps, weight_decay, max_grad_norm, eval_every, log_every}
 //   checkpoint: {every, keep, resume: auto|never|<path>}
-//   cluster:    {backend: auto|nccl|mpi, balance: auto|static,
+//   cluster:    {backend: auto|nccl|mpi, balance: auto|static, overlap_grad_sync,
 //                ranks: [{match: {host, local_rank, gpu}, device, weight, micro_batch, dtype}]}
 
 #include <cstdint>
@@ -106,6 +106,9 @@ struct RankRule {
 struct ClusterConfig {
   Backend backend = Backend::kAuto;
   Balance balance = Balance::kAuto;
+  /// All-reduce gradient buckets from backward hooks as they fill (overlapping backward)
+  /// instead of all at once after it.
+  bool overlap_grad_sync = true;
   std::vector<RankRule> ranks;
 };
 

@@ -22,7 +22,8 @@ struct TrainerState {
   std::string cursor;  ///< PlanCursor (JSON) of the next step
   std::vector<double> weights;
   double loss_scale = 1.0;
-  std::string config_hash;  ///< of the settings that must not change across a resume
+  int64_t loss_scale_good_steps = 0;  ///< fp16: good steps since the scale last changed
+  std::string config_hash;            ///< of the settings that must not change across a resume
   int world_size = 1;
 
   std::string toJson() const;
