@@ -3,7 +3,8 @@
 # started from backward hooks) against the same run reducing everything after backward
 # (false), in one run: median tokens/s, step time and each rank's time in GradSync::reduce
 # (starting what backward did not, then waiting) over the second half of the steps.
-# Needs the quick start's example model and data (tools/quickstart.sh) or your own.
+# Needs the quick start's example model and data (tools/quickstart.sh); a bigger model with the
+# same tokenizer: .venv/bin/python benchmarks/make_bench_model.py /tmp/m, then LOOM_BENCH_MODEL=/tmp/m.
 #   benchmarks/overlap_bench.sh [RANKS=2] [DEVICE=cpu|cuda] [METHOD=full|lora] [STEPS=30]
 # On GPUs each rank takes cuda:<local rank> (NCCL); on CPU each rank gets one thread (MPI).
 set -euo pipefail
