@@ -25,6 +25,24 @@ void Balancer::setWeights(std::vector<double> weights) {
   weights_ = std::move(weights);
 }
 
+bool Balancer::probe(const std::vector<double>& tokens_per_second) {
+  if (!adaptive_) return false;
+  LOOM_CHECK(tokens_per_second.size() == weights_.size(),
+             "Balancer::probe: expected one value per rank");
+  for (double t : tokens_per_second) {
+    LOOM_CHECK(t > 0 && std::isfinite(t),
+               "Balancer::probe: throughput must be positive, got " << t);
+  }
+  throughput_ = tokens_per_second;
+  const double total = std::accumulate(throughput_.begin(), throughput_.end(), 0.0);
+  const double n = static_cast<double>(weights_.size());
+  std::vector<double> proposed(weights_.size());
+  for (size_t r = 0; r < proposed.size(); ++r) proposed[r] = throughput_[r] / total * n;
+  const bool changed = proposed != weights_;
+  weights_ = proposed;
+  return changed;
+}
+
 bool Balancer::observe(int64_t step, const std::vector<double>& seconds,
                        const std::vector<double>& tokens) {
   if (!adaptive_) return false;

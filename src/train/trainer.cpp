@@ -1,5 +1,6 @@
 #include "loom/train/trainer.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
@@ -129,6 +130,7 @@ class Trainer {
     setupData();
     setupOptimizer();
     resumeIfAsked();
+    if (config_.cluster.balance == Balance::kAuto && !weights_restored_) probeBalance();
     std::signal(SIGTERM, onStopSignal);
     std::signal(SIGUSR1, onStopSignal);
     return loop();
@@ -305,11 +307,53 @@ class Trainer {
     scaler_.restore(state.loss_scale, state.loss_scale_good_steps);
     if (static_cast<int>(state.weights.size()) == world_.size()) {
       balancer_->setWeights(state.weights);
+      weights_restored_ = true;
     } else {
       LOOM_INFO("resuming on " << world_.size() << " ranks (checkpoint had " << state.world_size
                                << "): weights start from the config");
     }
     LOOM_INFO("resumed from " << from->string() << " at step " << step_);
+  }
+
+  /// balance: auto. Every rank times a forward/backward of the same shape (micro_batch
+  /// rows of up to 512 tokens, two documents per row, random ids), after one untimed
+  /// warm-up, and the weights start proportional to the measured tokens/s. Gradients go
+  /// through autograd::grad and are dropped (beginStep clears anything accumulated).
+  void probeBalance() {
+    const int64_t len = std::min<int64_t>(config_.data.seq_len, 512);
+    const int64_t rows = settings_.micro_batch;
+    const auto on = torch::TensorOptions().device(device_);
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(config_.run.seed);
+    DecoderInput input;
+    input.tokens = torch::randint(model_->config().vocab_size, {rows, len}, generator,
+                                  torch::TensorOptions().dtype(torch::kLong))
+                       .to(device_);
+    input.positions = torch::arange(len, on.dtype(torch::kLong)).expand({rows, len}).contiguous();
+    input.documents = (input.positions >= len / 2).to(torch::kLong);
+    const at::Tensor mask = torch::ones({rows, len}, on.dtype(torch::kUInt8));
+    model_->train();
+    auto once = [&] {
+      at::Tensor hidden = model_->hidden(input);
+      LossSum loss =
+          causalLmLoss(hidden, model_->lmHeadWeight(), input.tokens, mask, input.documents);
+      torch::autograd::grad({loss.sum}, params_, {}, /*retain_graph=*/false,
+                            /*create_graph=*/false, /*allow_unused=*/true);
+      waitForCurrentStream(device_);
+    };
+    once();  // warm-up: first-call allocations and kernel selection
+    const auto t0 = Clock::now();
+    once();
+    const double rate = static_cast<double>(rows * len) / std::max(1e-9, secondsSince(t0));
+    at::Tensor all = comm_->allGather(torch::tensor({rate}, on.dtype(torch::kDouble))).to(at::kCPU);
+    std::vector<double> rates;
+    for (int k = 0; k < world_.size(); ++k) rates.push_back(all[k][0].item<double>());
+    balancer_->probe(rates);
+    std::ostringstream line;
+    for (int k = 0; k < world_.size(); ++k) {
+      line << " " << k << ": " << std::fixed << std::setprecision(0) << rates[k] << " tok/s -> "
+           << std::setprecision(3) << balancer_->weights()[k] << ";";
+    }
+    LOOM_INFO("balancer probe (" << rows << " x " << len << " tokens per rank):" << line.str());
   }
 
   // ---- the loop -------------------------------------------------------------------------
@@ -661,6 +705,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t tokens_seen_ = 0;
   LossScaler scaler_ = LossScaler::disabled();
+  bool weights_restored_ = false;  // a resumed run keeps its balancer weights
 };
 
 }  // namespace

@@ -59,6 +59,22 @@ TEST(Balancer, ARankWithoutWorkIsNotMeasured) {
   EXPECT_DOUBLE_EQ(b.weights()[1], 2.0 * 300 / 400);
 }
 
+TEST(Balancer, TheStartProbeSetsWeightsAndSeedsTheAverage) {
+  Balancer b({3, 1}, true, /*every=*/2, /*smoothing=*/0.5);
+  EXPECT_TRUE(b.probe({200, 600}));
+  EXPECT_DOUBLE_EQ(b.weights()[0], 2.0 * 200 / 800);
+  EXPECT_DOUBLE_EQ(b.weights()[1], 2.0 * 600 / 800);
+  // The first training step's rate is averaged with the probe's: 0.5*200 + 0.5*400 = 300.
+  EXPECT_TRUE(b.observe(0, {1.0, 1.0}, {400, 600}));
+  EXPECT_DOUBLE_EQ(b.throughput()[0], 300.0);
+  EXPECT_DOUBLE_EQ(b.throughput()[1], 600.0);
+  EXPECT_DOUBLE_EQ(b.weights()[0], 2.0 * 300 / 900);
+  EXPECT_ANY_THROW(b.probe({1.0, 0.0}));
+  Balancer fixed({3, 1}, false);
+  EXPECT_FALSE(fixed.probe({100, 900}));
+  EXPECT_EQ(fixed.weights(), (std::vector<double>{3, 1}));
+}
+
 TEST(Balancer, SetWeightsChecksTheWorldSize) {
   Balancer b({1, 1}, true);
   b.setWeights({0.5, 1.5});

@@ -70,6 +70,7 @@ struct RunSpec {
   int checkpoint_every = 0;
   std::string extra;  // more YAML under train:
   double lr = 1e-2;
+  std::string balance = "static";
 };
 
 fs::path runDir(const std::string& name) { return fixture().dir.path() / "runs" / name; }
@@ -85,7 +86,7 @@ fs::path writeConfig(const RunSpec& s) {
     << "\n  lr_schedule: cosine\n  warmup_steps: 1\n  weight_decay: 0.01\n"
     << "  max_grad_norm: 1.0\n"
     << s.extra << "checkpoint: {every: " << s.checkpoint_every << ", keep: 5}\n"
-    << "cluster:\n  backend: mpi\n  balance: static\n  ranks:\n";
+    << "cluster:\n  backend: mpi\n  balance: " << s.balance << "\n  ranks:\n";
   for (size_t r = 0; r < s.weights.size(); ++r) {
     y << "    - {match: {local_rank: " << r << "}, device: cpu, weight: " << s.weights[r]
       << ", micro_batch: " << s.micro_batches[r] << "}\n";
@@ -228,6 +229,23 @@ TEST(Training, LossFallsAndOutputsAreWritten) {
   EXPECT_TRUE(fs::exists(runDir("falls") / "adapter" / "adapter_config.json"));
   EXPECT_TRUE(fs::exists(runDir("falls") / "loss.svg"));
   EXPECT_TRUE(fs::exists(runDir("falls") / "config.yaml"));
+}
+
+TEST(Training, BalanceAutoProbesEveryRankBeforeTraining) {
+  RunSpec s{"probed", {3, 1}, {2, 1}, "lora", 3};
+  s.balance = "auto";
+  const auto r = launch(s);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto at = r.output.find("balancer probe (2 x 64 tokens per rank): 0: ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" 1: ", at), std::string::npos) << r.output;
+  // The configured 3:1 is replaced by measured weights, normalised to the number of ranks.
+  std::ifstream in(runDir("probed") / "metrics.jsonl");
+  std::string first;
+  std::getline(in, first);
+  const auto ranks = nlohmann::json::parse(first)["ranks"];
+  ASSERT_EQ(ranks.size(), 2u);
+  EXPECT_NEAR(ranks[0]["weight"].get<double>() + ranks[1]["weight"].get<double>(), 2.0, 1e-9);
 }
 
 TEST(Training, ExactResumeAfterSigkill) {

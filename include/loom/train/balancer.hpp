@@ -1,8 +1,9 @@
 #pragma once
 // Weighted batch splitting across unequal ranks. `static` keeps the configured weights.
-// `auto` measures each rank's throughput (tokens per second of compute) on the first step
-// (the probe), sets weights proportional to it, then keeps an exponential moving average
-// and re-weights every few steps so that ranks finish their shares together.
+// `auto` starts from a probe (every rank times a forward/backward of the same shape before
+// training: probe()), sets weights proportional to the measured tokens/s, then keeps an
+// exponential moving average of each step's compute rate and re-weights after the first
+// step and every few steps after, so that ranks finish their shares together.
 //
 // Every rank feeds the same gathered numbers and does the same arithmetic, so the weights
 // are identical on every rank without further communication.
@@ -21,6 +22,10 @@ class Balancer {
   const std::vector<double>& weights() const { return weights_; }
   /// Replaces the weights (a resumed run restores its balancer state).
   void setWeights(std::vector<double> weights);
+
+  /// Sets the weights from probe throughputs (tokens/s per rank, all > 0), which also seed
+  /// the moving average. Returns true when the weights changed. Ignored by `static`.
+  bool probe(const std::vector<double>& tokens_per_second);
 
   /// Records the step just finished: per-rank compute seconds and tokens. Returns true when
   /// the weights changed (for the next step).
