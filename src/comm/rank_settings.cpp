@@ -1,5 +1,6 @@
 #include "loom/comm/rank_settings.hpp"
 
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -104,9 +105,14 @@ RankSettings resolveRankSettings(const Config& config, int rank, int local_rank,
   // Compute dtype: what was asked for, where the device computes it natively.
   const DType wanted = explicit_dtype.value_or(config.model.dtype);
   s.dtype = wanted;
-  if (!s.onCuda()) {
+  // Test hook LOOM_TEST_CPU_DTYPE=1: CPU ranks keep a 16-bit dtype, so that the fp16 loss
+  // scaling and 16-bit gradient paths run in CPU tests.
+  const bool cpu_keeps_dtype = std::getenv("LOOM_TEST_CPU_DTYPE") != nullptr;
+  if (!s.onCuda() && !cpu_keeps_dtype) {
     s.dtype = DType::kFP32;
     if (wanted != DType::kFP32) s.dtype_note = "the CPU computes in fp32";
+  } else if (!s.onCuda()) {
+    s.dtype_note = "test hook LOOM_TEST_CPU_DTYPE: the CPU computes in " + toString(wanted);
   } else {
     const GpuInfo& gpu = gpus[cudaIndex(s.device)];
     if (wanted == DType::kBF16 && !gpu.hasBf16()) {

@@ -71,6 +71,7 @@ struct RunSpec {
   std::string extra;  // more YAML under train:
   double lr = 1e-2;
   std::string balance = "static";
+  std::string dtype = "fp32";
 };
 
 fs::path runDir(const std::string& name) { return fixture().dir.path() / "runs" / name; }
@@ -78,7 +79,7 @@ fs::path runDir(const std::string& name) { return fixture().dir.path() / "runs" 
 fs::path writeConfig(const RunSpec& s) {
   std::ostringstream y;
   y << "run: {name: " << s.name << ", output_dir: " << runDir(s.name).string() << ", seed: 11}\n"
-    << "model: {path: " << fixture().model.string() << ", dtype: fp32}\n"
+    << "model: {path: " << fixture().model.string() << ", dtype: " << s.dtype << "}\n"
     << "finetune:\n  method: " << s.method
     << "\n  lora: {r: 4, alpha: 8, dropout: 0.0, targets: all-linear}\n"
     << "data: {train: " << fixture().data.string() << ", seq_len: 64, packing: true}\n"
@@ -353,6 +354,41 @@ TEST(Training, ANonFiniteLossSkipsTheStepOnEveryRank) {
   EXPECT_EQ(maxRelativeDiff(two, one), 0.0);
   EXPECT_GT(maxRelativeDiff(three, two), 0.0);
   for (const auto& [name, t] : three) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+}
+
+// fp16 with dynamic loss scaling, on CPU ranks through the LOOM_TEST_CPU_DTYPE hook: the
+// first scale (2^16) overflows the fp16 logits' gradients, those steps are skipped on every
+// rank and the scale halves until the steps go through; training then proceeds.
+TEST(Training, Fp16LossScalingBacksOffAndTrains) {
+  RunSpec s{"fp16", {3, 1}, {2, 1}, "lora", 10};
+  s.dtype = "fp16";
+  s.extra = "  log_every: 1\n";
+  const auto r = launch(s, {"LOOM_TEST_CPU_DTYPE=1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 0: fp16 gradients overflowed; step skipped on every rank, loss "
+                          "scale now 32768"),
+            std::string::npos)
+      << r.output;
+  std::ifstream in(runDir("fp16") / "metrics.jsonl");
+  double previous_scale = 65536.0 * 2;
+  int skipped = 0, applied = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("loss_scale")) continue;
+    const double scale = j["loss_scale"].get<double>();
+    EXPECT_EQ(scale, std::exp2(std::round(std::log2(scale)))) << "a power of two: " << line;
+    EXPECT_LE(scale, previous_scale) << "no growth within 2000 steps: " << line;
+    previous_scale = scale;
+    (j["skipped"].get<bool>() ? skipped : applied) += 1;
+  }
+  EXPECT_GE(skipped, 1);
+  EXPECT_GE(applied, 5);
+  const auto l = losses("fp16");
+  EXPECT_LT(l.rbegin()->second, l.begin()->second) << r.output;
+  for (const auto& [name, t] : trainable(lastCheckpoint("fp16", 10))) {
+    EXPECT_EQ(t.scalar_type(), torch::kFloat) << name << ": checkpoints hold the fp32 masters";
+    EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+  }
 }
 
 TEST(Training, ThreeNonFiniteStepsInARowEndTheRun) {
