@@ -262,6 +262,10 @@ class Trainer {
         std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config_.train.lr));
     grad_sync_ = std::make_unique<GradSync>(params_, *comm_, 25 << 20, masters_,
                                             config_.cluster.overlap_grad_sync);
+    LOOM_INFO("gradient sync: " << grad_sync_->numElements() << " values in "
+                                << grad_sync_->numBuckets() << " fp32 bucket(s), all-reduced "
+                                << (grad_sync_->overlaps() ? "from backward as they fill"
+                                                           : "after backward"));
     cursor_ = planner_->begin();
     std::vector<double> weights;
     for (const auto& r : all_settings_) weights.push_back(r.weight);

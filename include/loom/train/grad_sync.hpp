@@ -68,6 +68,8 @@ class GradSync {
 
   int64_t numBuckets() const { return static_cast<int64_t>(buckets_.size()); }
   int64_t numElements() const { return num_elements_; }
+  /// Whether buckets are started from backward hooks (asked for, and the communicator can).
+  bool overlaps() const { return overlap_; }
   /// Buckets of the last reduce() started from backward hooks (the rest waited for it).
   int64_t bucketsStartedInBackward() const { return started_in_backward_; }
 
