@@ -134,13 +134,24 @@ double maxRelativeDiff(const std::map<std::string, torch::Tensor>& a,
   return worst;
 }
 
-/// step -> loss, from metrics.jsonl (the last line for a step wins: a resumed run repeats).
-std::map<int64_t, double> losses(const std::string& name) {
+/// The training-step lines of a run's metrics.jsonl (evaluation lines left out), in order.
+/// A line still being written (a run in progress) is left out.
+std::vector<nlohmann::json> stepRows(const std::string& name) {
   std::ifstream in(runDir(name) / "metrics.jsonl");
-  std::map<int64_t, double> out;
+  std::vector<nlohmann::json> rows;
   for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded() && j.contains("skipped")) rows.push_back(std::move(j));
+  }
+  return rows;
+}
+
+/// step -> loss (the last line for a step wins: a resumed run repeats). A skipped step's
+/// loss may be NaN (JSON null): left out.
+std::map<int64_t, double> losses(const std::string& name) {
+  std::map<int64_t, double> out;
+  for (const auto& j : stepRows(name)) {
+    if (j["loss"].is_number()) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
   }
   return out;
 }
@@ -241,10 +252,9 @@ TEST(Training, BalanceAutoProbesEveryRankBeforeTraining) {
   ASSERT_NE(at, std::string::npos) << r.output;
   EXPECT_NE(r.output.find(" 1: ", at), std::string::npos) << r.output;
   // The configured 3:1 is replaced by measured weights, normalised to the number of ranks.
-  std::ifstream in(runDir("probed") / "metrics.jsonl");
-  std::string first;
-  std::getline(in, first);
-  const auto ranks = nlohmann::json::parse(first)["ranks"];
+  const auto rows = stepRows("probed");
+  ASSERT_FALSE(rows.empty());
+  const auto ranks = rows.front()["ranks"];
   ASSERT_EQ(ranks.size(), 2u);
   EXPECT_NEAR(ranks[0]["weight"].get<double>() + ranks[1]["weight"].get<double>(), 2.0, 1e-9);
 }
@@ -324,14 +334,10 @@ TEST(Training, SigtermCheckpointsAndExitsCleanly) {
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
 }
 
-/// step -> "skipped" flag, from metrics.jsonl (a skipped step's loss is NaN: JSON null).
+/// step -> "skipped" flag, from metrics.jsonl.
 std::map<int64_t, bool> skippedSteps(const std::string& name) {
-  std::ifstream in(runDir(name) / "metrics.jsonl");
   std::map<int64_t, bool> out;
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("skipped")) out[j["step"].get<int64_t>()] = j["skipped"].get<bool>();
-  }
+  for (const auto& j : stepRows(name)) out[j["step"].get<int64_t>()] = j["skipped"].get<bool>();
   return out;
 }
 
@@ -369,15 +375,13 @@ TEST(Training, Fp16LossScalingBacksOffAndTrains) {
                           "scale now 32768"),
             std::string::npos)
       << r.output;
-  std::ifstream in(runDir("fp16") / "metrics.jsonl");
   double previous_scale = 65536.0 * 2;
   int skipped = 0, applied = 0;
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (!j.contains("loss_scale")) continue;
+  for (const auto& j : stepRows("fp16")) {
+    ASSERT_TRUE(j.contains("loss_scale")) << j.dump();
     const double scale = j["loss_scale"].get<double>();
-    EXPECT_EQ(scale, std::exp2(std::round(std::log2(scale)))) << "a power of two: " << line;
-    EXPECT_LE(scale, previous_scale) << "no growth within 2000 steps: " << line;
+    EXPECT_EQ(scale, std::exp2(std::round(std::log2(scale)))) << "a power of two: " << j.dump();
+    EXPECT_LE(scale, previous_scale) << "no growth within 2000 steps: " << j.dump();
     previous_scale = scale;
     (j["skipped"].get<bool>() ? skipped : applied) += 1;
   }
