@@ -3,16 +3,14 @@
 
 #include "loom/comm/device.hpp"
 #include "loom/comm/rank_settings.hpp"
+#include "support/gpu_test_support.hpp"
 
 namespace loom {
 namespace {
 
 TEST(DeviceGpu, ListsVisibleDevicesAndResolvesTheFirst) {
-#if !LOOM_WITH_CUDA
-  GTEST_SKIP() << "built without CUDA (LOOM_WITH_CUDA=OFF)";
-#endif
+  if (auto why = testing::cudaUnavailable(); !why.empty()) GTEST_SKIP() << why;
   const auto gpus = listCudaDevices();
-  if (gpus.empty()) GTEST_SKIP() << "no CUDA device visible on this machine";
   for (const auto& g : gpus) {
     EXPECT_FALSE(g.name.empty());
     EXPECT_GE(g.major, 3);

@@ -5,20 +5,14 @@
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/device.hpp"
 #include "loom/comm/world.hpp"
+#include "support/gpu_test_support.hpp"
 
 namespace loom {
 namespace {
 
 TEST(NcclGpu, OneRankCollectivesAreIdentities) {
-#if !LOOM_WITH_CUDA
-  GTEST_SKIP() << "built without CUDA (LOOM_WITH_CUDA=OFF)";
-#endif
-  if (listCudaDevices().empty() || !torch::cuda::is_available()) {
-    GTEST_SKIP() << "no CUDA device visible on this machine";
-  }
-  int argc = 0;
-  char** argv = nullptr;
-  World world(&argc, &argv);
+  if (auto why = testing::cudaUnavailable(); !why.empty()) GTEST_SKIP() << why;
+  World& world = testing::singletonWorld();
   auto comm = makeCommunicator(Backend::kNccl, world, "cuda:0");
   ASSERT_EQ(comm->size(), 1);
   auto t = torch::arange(0, 1 << 20,

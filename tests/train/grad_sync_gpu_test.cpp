@@ -8,20 +8,14 @@
 #include "loom/comm/device.hpp"
 #include "loom/comm/world.hpp"
 #include "loom/train/grad_sync.hpp"
+#include "support/gpu_test_support.hpp"
 
 namespace loom {
 namespace {
 
 TEST(GradSyncGpu, OverlappedNcclBucketsMatchAutograd) {
-#if !LOOM_WITH_CUDA
-  GTEST_SKIP() << "built without CUDA (LOOM_WITH_CUDA=OFF)";
-#endif
-  if (listCudaDevices().empty() || !torch::cuda::is_available()) {
-    GTEST_SKIP() << "no CUDA device visible on this machine";
-  }
-  int argc = 0;
-  char** argv = nullptr;
-  World world(&argc, &argv);
+  if (auto why = testing::cudaUnavailable(); !why.empty()) GTEST_SKIP() << why;
+  World& world = testing::singletonWorld();
   auto comm = makeCommunicator(Backend::kNccl, world, "cuda:0");
   ASSERT_TRUE(comm->canStartFromBackward(c10::Device(c10::kCUDA, 0)));
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
