@@ -39,23 +39,22 @@ namespace detail {
 
 /// Throws loom::Error with file, line, the failed condition and a streamed message:
 ///   LOOM_CHECK(n > 0, "expected a positive count, got " << n);
-#define LOOM_CHECK(condition, message)                                         \
-  do {                                                                         \
-    if (!(condition)) {                                                        \
-      std::ostringstream loom_check_stream_;                                   \
-      loom_check_stream_ << message;                                           \
-      ::loom::detail::throwCheckFailure(__FILE__, __LINE__, #condition,        \
-                                        loom_check_stream_.str());             \
-    }                                                                          \
+#define LOOM_CHECK(condition, message)                                                             \
+  do {                                                                                             \
+    if (!(condition)) {                                                                            \
+      std::ostringstream loom_check_stream_;                                                       \
+      loom_check_stream_ << message;                                                               \
+      ::loom::detail::throwCheckFailure(__FILE__, __LINE__, #condition, loom_check_stream_.str()); \
+    }                                                                                              \
   } while (false)
 
 /// Throws loom::InputError with a streamed message (no source location: the message
 /// is for the user and must name the user's file and place instead).
-#define LOOM_INPUT_CHECK(condition, message)          \
-  do {                                                \
-    if (!(condition)) {                               \
-      std::ostringstream loom_check_stream_;          \
-      loom_check_stream_ << message;                  \
+#define LOOM_INPUT_CHECK(condition, message)              \
+  do {                                                    \
+    if (!(condition)) {                                   \
+      std::ostringstream loom_check_stream_;              \
+      loom_check_stream_ << message;                      \
       throw ::loom::InputError(loom_check_stream_.str()); \
-    }                                                 \
+    }                                                     \
   } while (false)
