@@ -32,9 +32,31 @@ find_package(Torch REQUIRED)
 # TorchConfig puts its flags into TORCH_CXX_FLAGS (the _GLIBCXX_USE_CXX11_ABI choice).
 set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
 if(LOOM_WITH_CUDA)
-  # Our own kernels (set after Torch: its config warns when this is set before it).
-  # Ampere (3080), Hopper (H100); Pascal (sm_61) needs a CUDA 12.x toolkit, see README.
-  set(CMAKE_CUDA_ARCHITECTURES 80 86 90)
+  # Our own kernels (set after Torch: its config warns when this is set before it), for
+  # every architecture the linked libtorch was built for (torch._C._cuda_getArchFlags(),
+  # known without a GPU), so a card torch runs on runs Loom's kernels too. Real code for
+  # each, PTX of the newest for later cards. LOOM_CUDA_ARCHITECTURES overrides.
+  if(NOT LOOM_CUDA_ARCHITECTURES)
+    execute_process(
+      COMMAND "${LOOM_PYTHON}" -c "import torch; print(torch._C._cuda_getArchFlags() if torch.version.cuda else '')"
+      OUTPUT_VARIABLE _loom_arch_flags RESULT_VARIABLE _loom_arch_rc ERROR_QUIET
+      OUTPUT_STRIP_TRAILING_WHITESPACE)
+    string(REGEX MATCHALL "sm_[0-9]+" _loom_sms "${_loom_arch_flags}")
+    set(LOOM_CUDA_ARCHITECTURES "")
+    foreach(_sm IN LISTS _loom_sms)
+      string(REPLACE "sm_" "" _num "${_sm}")
+      list(APPEND LOOM_CUDA_ARCHITECTURES "${_num}-real")
+    endforeach()
+    if(LOOM_CUDA_ARCHITECTURES)
+      list(GET _loom_sms -1 _last)
+      string(REPLACE "sm_" "" _last "${_last}")
+      list(APPEND LOOM_CUDA_ARCHITECTURES "${_last}-virtual")
+    else()
+      set(LOOM_CUDA_ARCHITECTURES 80 86 90)
+    endif()
+  endif()
+  set(CMAKE_CUDA_ARCHITECTURES ${LOOM_CUDA_ARCHITECTURES})
+  message(STATUS "Loom CUDA kernels for: ${CMAKE_CUDA_ARCHITECTURES}")
 endif()
 
 find_package(MPI REQUIRED COMPONENTS C)

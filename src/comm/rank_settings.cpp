@@ -32,7 +32,9 @@ std::string RankSettings::toJson() const {
                       {"weight", weight},
                       {"micro_batch", micro_batch},
                       {"dtype", toString(dtype)},
-                      {"dtype_note", dtype_note}};
+                      {"dtype_note", dtype_note},
+                      {"loss_chunk_tokens", loss_chunk_tokens},
+                      {"gradient_checkpointing", gradient_checkpointing}};
   return j.dump();
 }
 
@@ -49,6 +51,8 @@ RankSettings RankSettings::fromJson(const std::string& text) {
   const std::string d = j.at("dtype");
   s.dtype = d == "bf16" ? DType::kBF16 : d == "fp16" ? DType::kFP16 : DType::kFP32;
   s.dtype_note = j.at("dtype_note");
+  s.loss_chunk_tokens = j.at("loss_chunk_tokens");
+  s.gradient_checkpointing = j.at("gradient_checkpointing");
   return s;
 }
 
@@ -61,6 +65,7 @@ RankSettings resolveRankSettings(const Config& config, int rank, int local_rank,
   const int n_gpus = static_cast<int>(gpus.size());
   s.device = n_gpus > 0 ? "cuda:" + std::to_string(local_rank % n_gpus) : "cpu";
 
+  s.gradient_checkpointing = config.model.gradient_checkpointing;
   std::optional<DType> explicit_dtype;
   int device_rule = -1;
   const auto& rules = config.cluster.ranks;
@@ -83,6 +88,8 @@ RankSettings resolveRankSettings(const Config& config, int rank, int local_rank,
     if (rule.weight) s.weight = *rule.weight;
     if (rule.micro_batch) s.micro_batch = *rule.micro_batch;
     if (rule.dtype) explicit_dtype = rule.dtype;
+    if (rule.loss_chunk_tokens) s.loss_chunk_tokens = *rule.loss_chunk_tokens;
+    if (rule.gradient_checkpointing) s.gradient_checkpointing = *rule.gradient_checkpointing;
   }
   const std::string device_key =
       device_rule >= 0 ? "cluster.ranks[" + std::to_string(device_rule) + "].device" : "";

@@ -228,6 +228,13 @@ class Section {
     reader_.remember(n, keyPath(key));
   }
 
+  void getBool(const std::string& key, std::optional<bool>& out) {
+    if (!has(key)) return;
+    bool v = false;
+    getBool(key, v);
+    out = v;
+  }
+
   /// Reads an enum given as one of `names`; returns its index, or -1 when absent.
   int getEnum(const std::string& key, const std::vector<std::string>& names) {
     if (!has(key)) return -1;
@@ -435,16 +442,19 @@ void readCluster(Section s, ClusterConfig& c) {
   auto list = s.child("ranks");
   if (!list.IsSequence()) {
     s.fail("ranks",
-           "expected a list of {match, device, weight, micro_batch, dtype} entries, found " +
+           "expected a list of {match, device, weight, micro_batch, dtype, loss_chunk_tokens, "
+           "gradient_checkpointing} entries, found " +
                describe(list));
   }
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string path = s.keyPath("ranks") + "[" + std::to_string(i) + "]";
-    Section entry(s.reader(), list[i], path, {"match", "device", "weight", "micro_batch", "dtype"});
+    Section entry(s.reader(), list[i], path,
+                  {"match", "device", "weight", "micro_batch", "dtype", "loss_chunk_tokens",
+                   "gradient_checkpointing"});
     if (!list[i].IsMap()) {
       s.reader().fail(list[i], path,
                       "expected a mapping with keys match, device, weight, "
-                      "micro_batch, dtype, found " +
+                      "micro_batch, dtype, loss_chunk_tokens, gradient_checkpointing, found " +
                           describe(list[i]));
     }
     RankRule rule;
@@ -459,6 +469,8 @@ void readCluster(Section s, ClusterConfig& c) {
     entry.getDouble("weight", rule.weight, 0.0, 1e6, /*lo_open=*/true);
     entry.getInt("micro_batch", rule.micro_batch, 1, 65536);
     if (int d = entry.getEnum("dtype", kDTypes); d >= 0) rule.dtype = dtypeAt(d);
+    entry.getInt("loss_chunk_tokens", rule.loss_chunk_tokens, 16, 1 << 20);
+    entry.getBool("gradient_checkpointing", rule.gradient_checkpointing);
     c.ranks.push_back(rule);
   }
 }
@@ -678,6 +690,12 @@ std::string toYaml(const Config& c) {
     if (r.weight) e << YAML::Key << "weight" << YAML::Value << shortest(*r.weight);
     if (r.micro_batch) e << YAML::Key << "micro_batch" << YAML::Value << *r.micro_batch;
     if (r.dtype) e << YAML::Key << "dtype" << YAML::Value << toString(*r.dtype);
+    if (r.loss_chunk_tokens) {
+      e << YAML::Key << "loss_chunk_tokens" << YAML::Value << *r.loss_chunk_tokens;
+    }
+    if (r.gradient_checkpointing) {
+      e << YAML::Key << "gradient_checkpointing" << YAML::Value << *r.gradient_checkpointing;
+    }
     e << YAML::EndMap;
   }
   e << YAML::EndSeq << YAML::EndMap;

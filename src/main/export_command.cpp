@@ -1,7 +1,8 @@
 // `trainer export`: writes what a run produced in the form the Hugging Face ecosystem loads.
 //
 //   finetune.method lora   the adapter is finetune.adapter when set, else the run's final
-//                          adapter, <run.output_dir>/adapter.
+//   (or qlora)             adapter, <run.output_dir>/adapter (a QLoRA one merges into the
+//                          16-bit weights of model.path).
 //                          without --merge: that adapter, validated against model.path and
 //                            re-written in PEFT layout (weights in fp32, as PEFT keeps them);
 //                          with --merge: LoRA folded into model.path's weights, saved as a
@@ -175,6 +176,18 @@ int runExport(const ExportCli& o) {
       parseDtypeName(hf.torch_dtype, config.model.path + "/config.json");
   const at::ScalarType out_dtype = o.dtype.empty() ? source_dtype : parseDtypeFlag(o.dtype);
 
+  // QLoRA adapters are merged (and written) as LoRA over model.path's own weights: the 16-bit
+  // original, or a 4-bit folder's dequantized values. That is what QLoRA users ship.
+  if (config.finetune.method == FinetuneMethod::kQLora) {
+    config.finetune.method = FinetuneMethod::kLora;
+    if (o.merge && hf.quantization.empty()) {
+      LOOM_INFO("export: a QLoRA adapter, merged into the 16-bit weights of " << config.model.path);
+    } else if (o.merge) {
+      LOOM_WARN("export: " << config.model.path
+                           << " is a 4-bit checkpoint; the adapter is merged into its dequantized "
+                              "weights (merge into the 16-bit original for the best model)");
+    }
+  }
   // Loading in the checkpoint's own dtype keeps its weights exact; a merge is computed in
   // fp32 (Projection::mergeLora) and rounded once, to out_dtype, when saved.
   ModelSetup setup = setupModel(config, c10::Device(c10::kCPU), source_dtype);

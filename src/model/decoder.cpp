@@ -60,20 +60,21 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 
 class Attention : public torch::nn::Module {
  public:
-  Attention(const HfConfig& c, const at::TensorOptions& options)
+  Attention(const HfConfig& c, const at::TensorOptions& options, bool nf4)
       : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
     const bool qkv_bias = c.attention_bias || c.qkv_bias;
-    q_proj = register_module("q_proj", std::make_shared<Projection>(
-                                           c.hidden_size, heads_ * head_dim_, qkv_bias, options));
+    q_proj = register_module(
+        "q_proj",
+        std::make_shared<Projection>(c.hidden_size, heads_ * head_dim_, qkv_bias, options, nf4));
     k_proj = register_module(
         "k_proj",
-        std::make_shared<Projection>(c.hidden_size, kv_heads_ * head_dim_, qkv_bias, options));
+        std::make_shared<Projection>(c.hidden_size, kv_heads_ * head_dim_, qkv_bias, options, nf4));
     v_proj = register_module(
         "v_proj",
-        std::make_shared<Projection>(c.hidden_size, kv_heads_ * head_dim_, qkv_bias, options));
-    o_proj = register_module(
-        "o_proj",
-        std::make_shared<Projection>(heads_ * head_dim_, c.hidden_size, c.attention_bias, options));
+        std::make_shared<Projection>(c.hidden_size, kv_heads_ * head_dim_, qkv_bias, options, nf4));
+    o_proj =
+        register_module("o_proj", std::make_shared<Projection>(heads_ * head_dim_, c.hidden_size,
+                                                               c.attention_bias, options, nf4));
     if (c.qk_norm) {
       q_norm =
           register_module("q_norm", std::make_shared<RmsNorm>(head_dim_, c.rms_norm_eps, options));
@@ -113,16 +114,17 @@ class Attention : public torch::nn::Module {
 
 class Mlp : public torch::nn::Module {
  public:
-  Mlp(const HfConfig& c, const at::TensorOptions& options) {
+  Mlp(const HfConfig& c, const at::TensorOptions& options, bool nf4) {
     const bool bias = c.mlp_bias;
     gate_proj = register_module(
         "gate_proj",
-        std::make_shared<Projection>(c.hidden_size, c.intermediate_size, bias, options));
+        std::make_shared<Projection>(c.hidden_size, c.intermediate_size, bias, options, nf4));
     up_proj = register_module(
-        "up_proj", std::make_shared<Projection>(c.hidden_size, c.intermediate_size, bias, options));
+        "up_proj",
+        std::make_shared<Projection>(c.hidden_size, c.intermediate_size, bias, options, nf4));
     down_proj = register_module(
         "down_proj",
-        std::make_shared<Projection>(c.intermediate_size, c.hidden_size, bias, options));
+        std::make_shared<Projection>(c.intermediate_size, c.hidden_size, bias, options, nf4));
   }
   at::Tensor forward(const at::Tensor& x) {
     return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
@@ -132,14 +134,14 @@ class Mlp : public torch::nn::Module {
 
 class DecoderLayer : public torch::nn::Module {
  public:
-  DecoderLayer(const HfConfig& c, const at::TensorOptions& options) {
+  DecoderLayer(const HfConfig& c, const at::TensorOptions& options, bool nf4) {
     input_layernorm = register_module(
         "input_layernorm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, options));
-    self_attn = register_module("self_attn", std::make_shared<Attention>(c, options));
+    self_attn = register_module("self_attn", std::make_shared<Attention>(c, options, nf4));
     post_attention_layernorm =
         register_module("post_attention_layernorm",
                         std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, options));
-    mlp = register_module("mlp", std::make_shared<Mlp>(c, options));
+    mlp = register_module("mlp", std::make_shared<Mlp>(c, options, nf4));
   }
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                      const at::Tensor& mask) {
@@ -154,13 +156,13 @@ class DecoderLayer : public torch::nn::Module {
 /// `model.*` of a *ForCausalLM: embed_tokens, layers.N, norm.
 class DecoderBody : public torch::nn::Module {
  public:
-  DecoderBody(const HfConfig& c, const at::TensorOptions& options) {
+  DecoderBody(const HfConfig& c, const at::TensorOptions& options, bool nf4) {
     embed_tokens = register_module("embed_tokens", std::make_shared<WeightHolder>(at::empty(
                                                        {c.vocab_size, c.hidden_size}, options)));
     auto list = register_module("layers", std::make_shared<torch::nn::Module>("layers"));
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-      layers.push_back(
-          list->register_module(std::to_string(i), std::make_shared<DecoderLayer>(c, options)));
+      layers.push_back(list->register_module(std::to_string(i),
+                                             std::make_shared<DecoderLayer>(c, options, nf4)));
     }
     norm =
         register_module("norm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, options));
@@ -229,14 +231,36 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 // Projection
 
 Projection::Projection(int64_t in_features, int64_t out_features, bool bias,
-                       const at::TensorOptions& options)
-    : in_features_(in_features), out_features_(out_features) {
-  weight_ = register_parameter("weight", at::empty({out_features, in_features}, options));
-  if (bias) bias_ = register_parameter("bias", at::zeros({out_features}, options));
+                       const at::TensorOptions& options, bool quantized)
+    : in_features_(in_features),
+      out_features_(out_features),
+      options_(options),
+      quantized_(quantized) {
+  if (!quantized_) {
+    weight_ = register_parameter("weight", at::empty({out_features, in_features}, options));
+  }
+  // A quantized layer's bias is frozen like its weight (QLoRA trains adapters only).
+  if (bias) bias_ = register_parameter("bias", at::zeros({out_features}, options), !quantized_);
+}
+
+void Projection::setNf4(Nf4Weight weight) {
+  LOOM_CHECK(quantized_, "setNf4 on a projection that is not quantized");
+  LOOM_CHECK(weight.shape == std::vector<int64_t>({out_features_, in_features_}),
+             "NF4 weight of shape " << at::IntArrayRef(weight.shape) << " for a projection ["
+                                    << out_features_ << ", " << in_features_ << "]");
+  LOOM_CHECK(weight.device() == options_.device(),
+             "NF4 weight on " << weight.device() << " for a projection on " << options_.device());
+  nf4_ = std::move(weight);
 }
 
 at::Tensor Projection::forward(const at::Tensor& x) {
-  auto y = at::linear(x, weight_, bias_);  // [..., out]
+  at::Tensor y;  // [..., out]
+  if (quantized_) {
+    LOOM_CHECK(nf4_.packed.defined(), "NF4 projection used before its weight was loaded");
+    y = nf4Linear(x, nf4_, bias_);
+  } else {
+    y = at::linear(x, weight_, bias_);
+  }
   if (!lora_a_.defined()) return y;
   // PEFT: x is cast to the adapter dtype, the branch is added to the base result (promoting
   // to the wider dtype) and the sum is cast back to the base result's dtype.
@@ -250,7 +274,7 @@ void Projection::enableLora(int64_t rank, double scaling, double dropout,
                             at::ScalarType lora_dtype) {
   LOOM_CHECK(!hasLora(), "LoRA is already enabled on this projection");
   LOOM_CHECK(rank > 0, "LoRA rank must be positive, got " << rank);
-  const auto options = weight_.options().dtype(lora_dtype);
+  const auto options = options_.dtype(lora_dtype);
   auto a = at::empty({rank, in_features_}, options);
   {
     at::NoGradGuard no_grad;
@@ -265,6 +289,7 @@ void Projection::enableLora(int64_t rank, double scaling, double dropout,
 
 void Projection::mergeLora() {
   if (!hasLora()) return;
+  LOOM_CHECK(!quantized_, "cannot merge LoRA into an NF4 weight: merge into the 16-bit base");
   {
     at::NoGradGuard no_grad;
     auto delta = at::matmul(lora_b_.to(at::kFloat), lora_a_.to(at::kFloat)) * lora_scaling_;
@@ -317,7 +342,8 @@ at::Tensor packedCausalMask(const at::Tensor& documents) {
 CausalLm::CausalLm(HfConfig config, DecoderOptions options)
     : config_(std::move(config)), options_(options) {
   const auto topt = at::TensorOptions().dtype(options_.dtype).device(options_.device);
-  body_ = register_module("model", std::make_shared<detail::DecoderBody>(config_, topt));
+  body_ = register_module("model",
+                          std::make_shared<detail::DecoderBody>(config_, topt, options_.nf4_base));
   if (!config_.tie_word_embeddings) {
     lm_head_ = register_module(
         "lm_head",
@@ -408,6 +434,11 @@ void CausalLm::initRandom(double std) {
     } else {
       p.normal_(0.0, std);
     }
+  }
+  for (auto& [path, proj] : projections()) {
+    if (!proj->quantized()) continue;
+    auto w = at::empty({proj->outFeatures(), proj->inFeatures()}, at::kFloat).normal_(0.0, std);
+    proj->setNf4(quantizeNf4(w).to(options_.device));
   }
 }
 

@@ -61,6 +61,38 @@ void HfConfig::validate(const std::string& source) const {
   LOOM_INPUT_CHECK(rope_theta > 0, source << ": 'rope_theta' must be positive");
 }
 
+namespace {
+
+/// "bnb-nf4" for a bitsandbytes 4-bit NF4 quantization_config; InputError naming what else it is.
+std::string quantizationOf(const nlohmann::json& q, const std::string& where) {
+  LOOM_INPUT_CHECK(q.is_object(), where << " must be an object");
+  const std::string method = q.contains("quant_method") && q["quant_method"].is_string()
+                                 ? q["quant_method"].get<std::string>()
+                                 : std::string("(none)");
+  LOOM_INPUT_CHECK(method == "bitsandbytes",
+                   where << ": quant_method '" << method
+                         << "' is not supported; Loom reads bitsandbytes 4-bit NF4 checkpoints "
+                            "(quant_method bitsandbytes, load_in_4bit) or 16/32-bit ones");
+  const bool in_4bit =
+      q.contains("load_in_4bit") && q["load_in_4bit"].is_boolean() && q["load_in_4bit"].get<bool>();
+  LOOM_INPUT_CHECK(in_4bit, where << ": a bitsandbytes checkpoint that is not 4-bit "
+                                     "(load_in_8bit?) is not supported; use the 16-bit original "
+                                     "or a 4-bit NF4 checkpoint");
+  const std::string type = q.contains("bnb_4bit_quant_type") && q["bnb_4bit_quant_type"].is_string()
+                               ? q["bnb_4bit_quant_type"].get<std::string>()
+                               : std::string("fp4");
+  LOOM_INPUT_CHECK(type == "nf4", where << ": bnb_4bit_quant_type '" << type
+                                        << "' is not supported (expected nf4)");
+  if (q.contains("bnb_4bit_quant_storage") && q["bnb_4bit_quant_storage"].is_string()) {
+    const std::string storage = q["bnb_4bit_quant_storage"].get<std::string>();
+    LOOM_INPUT_CHECK(storage == "uint8", where << ": bnb_4bit_quant_storage '" << storage
+                                               << "' is not supported (expected uint8)");
+  }
+  return "bnb-nf4";
+}
+
+}  // namespace
+
 HfConfig parseHfConfig(const std::string& json_text, const std::string& source) {
   using detail::optionalBool;
   using detail::optionalInt;
@@ -166,6 +198,9 @@ HfConfig parseHfConfig(const std::string& json_text, const std::string& source) 
       LOOM_INPUT_CHECK(c.rope_scaling.high_freq_factor != c.rope_scaling.low_freq_factor,
                        where << ": high_freq_factor must differ from low_freq_factor");
     }
+  }
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    c.quantization = quantizationOf(j["quantization_config"], source + ": 'quantization_config'");
   }
   c.validate(source);
   return c;

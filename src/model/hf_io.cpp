@@ -10,6 +10,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/model/bnb_4bit.hpp"
 
 namespace loom {
 namespace detail {
@@ -82,6 +83,35 @@ void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint) {
   const std::string src = checkpoint.source().string();
   std::set<std::string> used;
   at::NoGradGuard no_grad;
+  const c10::Device device = model.options().device;
+  // NF4 projections (QLoRA): a bitsandbytes 4-bit tensor is taken as it is; a floating one is
+  // quantized here, on the CPU from its stored values, one tensor at a time, so neither the
+  // 16-bit weights nor the result's peak ever sit on the device whole.
+  for (auto& [path, proj] : model.projections()) {
+    if (!proj->quantized()) continue;
+    const std::string name = path + ".weight";
+    const std::vector<int64_t> shape{proj->outFeatures(), proj->inFeatures()};
+    LOOM_INPUT_CHECK(checkpoint.contains(name), "checkpoint " << src << ": missing tensor '" << name
+                                                              << "' (shape "
+                                                              << at::IntArrayRef(shape) << ")");
+    if (isBnb4bitTensor(checkpoint, name)) {
+      proj->setNf4(readBnb4bit(checkpoint, name, shape).to(device));
+      for (const auto& key : bnb4bitKeys(checkpoint, name)) used.insert(key);
+      continue;
+    }
+    const auto& e = checkpoint.entry(name);
+    const auto& file = checkpoint.fileOf(name).path().string();
+    LOOM_INPUT_CHECK(at::isFloatingType(e.dtype),
+                     "checkpoint file " << file << ", tensor '" << name << "': dtype "
+                                        << safetensorsDtypeName(e.dtype)
+                                        << " where a floating dtype (F32, BF16, F16) was expected");
+    LOOM_INPUT_CHECK(at::IntArrayRef(e.shape) == at::IntArrayRef(shape),
+                     "checkpoint file " << file << ", tensor '" << name << "': shape "
+                                        << at::IntArrayRef(e.shape) << " where config.json implies "
+                                        << at::IntArrayRef(shape));
+    proj->setNf4(quantizeNf4(checkpoint.tensor(name)).to(device));
+    used.insert(name);
+  }
   for (auto& item : model.named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
     if (name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos) {
@@ -91,6 +121,12 @@ void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint) {
     LOOM_INPUT_CHECK(checkpoint.contains(name), "checkpoint " << src << ": missing tensor '" << name
                                                               << "' (shape " << param.sizes()
                                                               << ")");
+    if (isBnb4bitTensor(checkpoint, name)) {
+      // A 4-bit checkpoint under LoRA, full fine-tuning or export: its dequantized values.
+      param.copy_(dequantizeNf4(readBnb4bit(checkpoint, name, param.sizes().vec()), at::kFloat));
+      for (const auto& key : bnb4bitKeys(checkpoint, name)) used.insert(key);
+      continue;
+    }
     const auto& file = checkpoint.fileOf(name).path().string();
     const auto& e = checkpoint.entry(name);
     LOOM_INPUT_CHECK(at::isFloatingType(e.dtype),
@@ -125,6 +161,11 @@ std::shared_ptr<CausalLm> loadModel(const std::filesystem::path& dir,
 }
 
 NamedTensors fullModelState(CausalLm& model, at::ScalarType dtype) {
+  for (auto& [path, proj] : model.projections()) {
+    LOOM_CHECK(!proj->quantized(), "fullModelState: " << path
+                                                      << " holds an NF4 weight; save from a "
+                                                         "model loaded without nf4_base");
+  }
   NamedTensors out;
   for (auto& item : model.named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
@@ -189,6 +230,7 @@ void saveFullModel(CausalLm& model, const std::filesystem::path& out_dir,
     auto j = nlohmann::ordered_json::parse(readFileOrThrow(source_config, "model config"));
     j["dtype"] = dtypeName(dtype);
     if (j.contains("torch_dtype")) j["torch_dtype"] = dtypeName(dtype);
+    j.erase("quantization_config");  // the weights written are floating, even from a 4-bit base
     config_text = j.dump(2) + "\n";
   } else {
     HfConfig c = model.config();

@@ -6,6 +6,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/log.hpp"
+#include "loom/model/hf_config.hpp"
 #include "loom/model/hf_io.hpp"
 
 namespace loom {
@@ -65,17 +66,23 @@ void checkAdapterFolder(const Config& config) {
 }
 
 ModelSetup setupModel(const Config& config, c10::Device device, at::ScalarType dtype) {
-  LOOM_INPUT_CHECK(config.finetune.method != FinetuneMethod::kQLora,
-                   "finetune.method (" << config.where("finetune.method")
-                                       << "): qlora needs a quantized base, which this build "
-                                          "does not have; use lora or full");
   checkModelFolder(config);
   checkAdapterFolder(config);
+  const bool qlora = config.finetune.method == FinetuneMethod::kQLora;
+  const HfConfig hf = loadHfConfig(config.model.path);
+  if (!qlora && hf.quantization == "bnb-nf4") {
+    LOOM_WARN("model.path (" << config.where("model.path") << "): " << config.model.path
+                             << " is a bitsandbytes 4-bit checkpoint; finetune.method "
+                             << toString(config.finetune.method)
+                             << " trains on its dequantized weights (finetune.method: qlora "
+                                "keeps them in 4 bits)");
+  }
 
   DecoderOptions options;
   options.dtype = dtype;
   options.device = device;
   options.activation_checkpointing = config.model.gradient_checkpointing;
+  options.nf4_base = qlora;
 
   ModelSetup setup;
   setup.model = loadModel(config.model.path, options);

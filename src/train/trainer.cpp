@@ -180,6 +180,7 @@ class Trainer {
     torch::manual_seed(config_.run.seed);  // the same LoRA initialisation on every rank
     ModelSetup setup = loom::setupModel(config_, device_, dtype_);
     model_ = setup.model;
+    model_->setActivationCheckpointing(settings_.gradient_checkpointing);
     lora_ = setup.lora;
     spec_ = setup.spec;
     torch::NoGradGuard no_grad;
@@ -338,8 +339,8 @@ class Trainer {
     model_->train();
     auto once = [&] {
       at::Tensor hidden = model_->hidden(input);
-      LossSum loss =
-          causalLmLoss(hidden, model_->lmHeadWeight(), input.tokens, mask, input.documents);
+      LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), input.tokens, mask,
+                                  input.documents, settings_.loss_chunk_tokens);
       torch::autograd::grad({loss.sum}, params_, {}, /*retain_graph=*/false,
                             /*create_graph=*/false, /*allow_unused=*/true);
       waitForCurrentStream(device_);
@@ -451,7 +452,7 @@ class Trainer {
       const BatchTensors t = toTensors(mb, device_);
       at::Tensor hidden = model_->hidden(t.input);  // [rows, width, H]
       LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), t.input.tokens, t.loss_mask,
-                                  t.input.documents);
+                                  t.input.documents, settings_.loss_chunk_tokens);
       LOOM_CHECK(loss.count == mb.num_loss_tokens, "the model counted "
                                                        << loss.count << " loss tokens, the planner "
                                                        << mb.num_loss_tokens);
@@ -604,6 +605,7 @@ class Trainer {
     if (!eval_planner_) return;
     EvalOptions options;
     options.micro_batch = settings_.micro_batch;
+    options.loss_chunk_tokens = settings_.loss_chunk_tokens;
     // This rank's weighted share of data.eval; sums are all-reduced, then divided once.
     const EvalResult local =
         evaluateSamples(*model_, *eval_data_, *eval_planner_,

@@ -354,6 +354,115 @@ TEST(ExportCommandReference, OutputsLoadInTransformersAndPeft) {
   EXPECT_EQ(py.exit_code, 0) << py.output;
 }
 
+// ---- QLoRA: an NF4 base against bitsandbytes ---------------------------------------------
+// Loom's NF4 bytes equal bitsandbytes' (nf4_reference_test), so the losses may differ only by
+// summation order: 1e-6 relative. A wrong 4-bit byte moves a weight by a tenth of its block's
+// absmax and these losses by 1e-4 or more, which 1e-6 sees.
+
+void expectEvalNear(const nlohmann::json& got, const Reference& want, const std::string& what,
+                    double tol) {
+  ASSERT_TRUE(got.contains("loss")) << got.dump();
+  const double want_loss = want.loss_sum / static_cast<double>(want.tokens);
+  const double rel = std::abs(got["loss"].get<double>() - want_loss) / want_loss;
+  std::cout << what << ": loom loss " << got["loss"].get<double>() << ", reference " << want_loss
+            << ", rel diff " << rel << " over " << want.tokens << " tokens\n";
+  EXPECT_LE(rel, tol);
+  EXPECT_EQ(got["tokens"].get<int64_t>(), want.tokens);
+}
+
+void makeBnbModel(const TempDir& dir, const std::string& variant) {
+  const auto py = testing::runPythonScript("eval_reference.py",
+                                           {"make", dir.path().string(), "--variant", variant});
+  ASSERT_EQ(py.exit_code, 0) << py.output;
+}
+
+TEST(QloraReference, EvalEqualsTransformersWithBitsandbytes4bit) {
+  for (const std::string variant : {"qwen3_bnb", "qwen2_bnb", "llama_bnb"}) {
+    SCOPED_TRACE(variant);
+    TempDir dir("loom-qlora-ref");
+    ASSERT_NO_FATAL_FAILURE(makeBnbModel(dir, variant));
+    const auto model = (dir.path() / "model").string();
+    const auto adapter = (dir.path() / "adapter").string();
+    const auto data = dir.path() / "eval.h5";
+    writeEvalData(data);
+    const std::string seq = std::to_string(kSeqLen);
+    const Reference base16 = pythonLoss({"loss", model, data.string(), seq});
+    const Reference base4 = pythonLoss({"loss", model, data.string(), seq, "--4bit"});
+    const Reference peft4 =
+        pythonLoss({"loss", model, data.string(), seq, "--4bit", "--adapter", adapter});
+    ASSERT_GT(base4.tokens, 0);
+    const double moved = std::abs(base4.loss_sum - base16.loss_sum) / base16.loss_sum;
+    std::cout << variant << ": 4-bit rounding moves the loss by " << moved << " (relative)\n";
+    EXPECT_GT(moved, 1e-5) << "the 4-bit base should differ visibly from the 16-bit one";
+
+    const auto base_cfg = dir.write("base.yaml", configText(model, data.string(), "", "qlora"));
+    const auto peft_cfg =
+        dir.write("peft.yaml", configText(model, data.string(), adapter, "qlora"));
+    auto r = trainer({"eval", "--config", base_cfg.string(), "--device", "cpu"});
+    ASSERT_EQ(r.exit_code, 0);
+    expectEvalNear(lastJsonLine(r.output), base4, variant + " qlora base vs bnb", 1e-6);
+    r = trainer({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
+    ASSERT_EQ(r.exit_code, 0);
+    expectEvalNear(lastJsonLine(r.output), peft4, variant + " qlora + PEFT adapter vs bnb", 1e-6);
+  }
+}
+
+TEST(QloraReference, TrainedAdapterPrequantizedFolderAndMergeAgreeWithTransformers) {
+  TempDir dir("loom-qlora-train");
+  ASSERT_NO_FATAL_FAILURE(makeBnbModel(dir, "qwen3_bnb"));
+  const auto model = (dir.path() / "model").string();
+  const auto data = dir.path() / "data.h5";
+  writeEvalData(data);
+  const std::string seq = std::to_string(kSeqLen);
+  const auto run_dir = dir.path() / "run";
+  const auto cfg =
+      dir.write("train.yaml", configText(model, data.string(), "", "qlora", run_dir.string()));
+  auto r =
+      trainer({"--config", cfg.string(), "--set", "data.train=" + data.string(), "--set",
+               "train.max_steps=3", "--set", "train.lr=1e-2", "--set", "checkpoint.resume=never"});
+  ASSERT_EQ(r.exit_code, 0);
+  const auto adapter = (run_dir / "adapter").string();
+  ASSERT_TRUE(fs::exists(run_dir / "adapter" / "adapter_config.json"));
+
+  // The adapter Loom trained, in PEFT over transformers' 4-bit base.
+  const Reference peft4 =
+      pythonLoss({"loss", model, data.string(), seq, "--4bit", "--adapter", adapter});
+  const auto eval_cfg = dir.write("eval.yaml", configText(model, data.string(), adapter, "qlora"));
+  r = trainer({"eval", "--config", eval_cfg.string(), "--device", "cpu"});
+  ASSERT_EQ(r.exit_code, 0);
+  const auto loom_qlora = lastJsonLine(r.output);
+  expectEvalNear(loom_qlora, peft4, "Loom-trained QLoRA adapter vs PEFT over bnb 4-bit", 1e-6);
+
+  // A folder transformers saved in 4-bit loads as it is: the same bytes, the same loss.
+  const auto m4 = (dir.path() / "model-bnb-4bit").string();
+  auto py = testing::runPythonScript("eval_reference.py", {"save4bit", model, m4});
+  ASSERT_EQ(py.exit_code, 0) << py.output;
+  const auto pre_cfg = dir.write("pre.yaml", configText(m4, data.string(), adapter, "qlora"));
+  r = trainer({"eval", "--config", pre_cfg.string(), "--device", "cpu"});
+  ASSERT_EQ(r.exit_code, 0);
+  const auto loom_pre = lastJsonLine(r.output);
+  std::cout << "pre-quantized folder: loss " << loom_pre["loss"] << ", quantized by Loom "
+            << loom_qlora["loss"] << "\n";
+  EXPECT_EQ(loom_pre["loss"].get<double>(), loom_qlora["loss"].get<double>());
+  expectEvalNear(loom_pre,
+                 pythonLoss({"loss", m4, data.string(), seq, "--4bit", "--adapter", adapter}),
+                 "pre-quantized folder vs transformers loading it", 1e-6);
+
+  // export --merge of a QLoRA run merges into the 16-bit base (what QLoRA users ship).
+  const auto merged = dir.path() / "merged";
+  const auto export_cfg =
+      dir.write("export.yaml", configText(model, "", "", "qlora", run_dir.string()));
+  r = trainer({"export", "--config", export_cfg.string(), "--out", merged.string(), "--merge"});
+  ASSERT_EQ(r.exit_code, 0);
+  const auto merged_config = nlohmann::json::parse(testing::readFile(merged / "config.json"));
+  EXPECT_FALSE(merged_config.contains("quantization_config"));
+  py = testing::runPythonScript(
+      "eval_reference.py",
+      {"verify", "--tol", "1e-4", "full:" + merged.string() + "=peft:" + model + ":" + adapter});
+  std::cout << py.output;
+  EXPECT_EQ(py.exit_code, 0) << py.output;
+}
+
 #endif  // LOOM_REFERENCE_TESTS
 
 }  // namespace

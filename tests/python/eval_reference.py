@@ -5,11 +5,17 @@
         A tiny random qwen3 model in OUT/model (make_tiny_model.py) and a PEFT LoRA adapter
         for it in OUT/adapter (r=4, alpha=8, q/v/o/down projections, lora_A and lora_B
         random so that the adapter changes the logits).
-    eval_reference.py loss MODEL_DIR DATA.h5 SEQ_LEN [--adapter DIR]
+    eval_reference.py make OUT --variant V
+        The same with another make_tiny_model.py variant (qwen3_bnb, ... for 4-bit tests).
+    eval_reference.py loss MODEL_DIR DATA.h5 SEQ_LEN [--adapter DIR] [--4bit]
         The next-token loss of the model (fp32, PeftModel when --adapter) over every sample of
         a Loom token file, each sample run alone and cut to its first SEQ_LEN tokens: position
         t predicts token t+1 where loss_mask[t+1] == 1. Prints one JSON line
-        {"loss_sum", "tokens", "loss", "samples"}.
+        {"loss_sum", "tokens", "loss", "samples"}. --4bit: the base loaded with bitsandbytes
+        (BitsAndBytesConfig nf4, double quant, fp32 compute); a folder saved in 4-bit loads as
+        it is.
+    eval_reference.py save4bit MODEL_DIR OUT
+        MODEL_DIR loaded in 4-bit as above and saved with save_pretrained (a `-bnb-4bit` folder).
     eval_reference.py verify [--tol T] JOB...
         JOB is SPEC=SPEC, SPEC full:MODEL_DIR or peft:BASE_DIR:ADAPTER_DIR. Both sides are
         loaded (AutoModelForCausalLM.from_pretrained / PeftModel.from_pretrained) and their
@@ -30,7 +36,7 @@ from make_tiny_model import VOCAB, make_model  # noqa: E402
 
 def cmd_make(args):
     from peft import LoraConfig, get_peft_model
-    model = make_model("qwen3", os.path.join(args.out, "model"), seed=args.seed)
+    model = make_model(args.variant, os.path.join(args.out, "model"), seed=args.seed)
     config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
                         target_modules=["q_proj", "v_proj", "o_proj", "down_proj"])
     peft_model = get_peft_model(model, config)
@@ -42,9 +48,26 @@ def cmd_make(args):
     peft_model.save_pretrained(os.path.join(args.out, "adapter"))
 
 
-def load_model(base_dir, adapter_dir=None):
+def load_model(base_dir, adapter_dir=None, four_bit=False):
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    if four_bit:
+        import bitsandbytes as bnb
+        from transformers import BitsAndBytesConfig
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                   bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.float32)
+        with open(os.path.join(base_dir, "config.json")) as f:
+            prequantized = "quantization_config" in json.load(f)
+        model = AutoModelForCausalLM.from_pretrained(
+            base_dir, dtype=torch.float32, device_map="cpu",
+            **({} if prequantized else {"quantization_config": quant}))
+        for module in model.modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights for inference
+                # and computes in bf16; keep its fp32 dequantize + matmul path.
+                module.support_avx512bf16_for_cpu = False
+    else:
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     if adapter_dir:
         from peft import PeftModel
         model = PeftModel.from_pretrained(model, adapter_dir)
@@ -54,7 +77,7 @@ def load_model(base_dir, adapter_dir=None):
 
 def cmd_loss(args):
     import h5py
-    model = load_model(args.model, args.adapter)
+    model = load_model(args.model, args.adapter, four_bit=args.four_bit)
     with h5py.File(args.data, "r") as f:
         tokens = torch.from_numpy(f["tokens"][:]).long()
         mask = torch.from_numpy(f["loss_mask"][:]).long()
@@ -105,22 +128,33 @@ def cmd_verify(args):
     sys.exit(1 if worst > args.tol else 0)
 
 
+def cmd_save4bit(args):
+    model = load_model(args.model, four_bit=True)
+    model.save_pretrained(args.out)
+
+
 def main(argv):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make")
     m.add_argument("out")
     m.add_argument("--seed", type=int, default=3)
+    m.add_argument("--variant", default="qwen3")
     lo = sub.add_parser("loss")
     lo.add_argument("model")
     lo.add_argument("data")
     lo.add_argument("seq_len", type=int)
     lo.add_argument("--adapter")
+    lo.add_argument("--4bit", dest="four_bit", action="store_true")
+    s4 = sub.add_parser("save4bit")
+    s4.add_argument("model")
+    s4.add_argument("out")
     v = sub.add_parser("verify")
     v.add_argument("jobs", nargs="+")
     v.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args(argv)
-    {"make": cmd_make, "loss": cmd_loss, "verify": cmd_verify}[args.cmd](args)
+    {"make": cmd_make, "loss": cmd_loss, "verify": cmd_verify,
+     "save4bit": cmd_save4bit}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     python make_tiny_model.py OUT_DIR VARIANT [--seed N] [--dtype float32|bfloat16]
 
 VARIANTs: qwen3 (head_dim 24 != hidden/heads), qwen3_tied, qwen2, llama, llama_rope3
-(Llama 3 rope scaling), llama_hd (head_dim 32 != hidden/heads, tied).
+(Llama 3 rope scaling), llama_hd (head_dim 32 != hidden/heads, tied); qwen3_bnb, qwen2_bnb,
+llama_bnb: every projection's output width divisible by 32 and input width by 64 (intermediate
+128, head_dim 16), which bitsandbytes' CPU 4-bit path needs.
 Weights are larger than transformers' init (std 0.1, norms around 1, biases non-zero) so
 that a wrong op shows in the logits instead of drowning in near-uniform attention.
 """
@@ -19,8 +21,17 @@ COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden
               max_position_embeddings=256)
 
 
+BNB = dict(COMMON, intermediate_size=128)
+
+
 def make_config(variant):
     import transformers as tf
+    if variant == "qwen3_bnb":
+        return tf.Qwen3Config(**BNB, head_dim=16, tie_word_embeddings=False)
+    if variant == "qwen2_bnb":
+        return tf.Qwen2Config(**BNB, tie_word_embeddings=True)
+    if variant == "llama_bnb":
+        return tf.LlamaConfig(**BNB, head_dim=16, tie_word_embeddings=False)
     if variant == "qwen3":
         return tf.Qwen3Config(**COMMON, head_dim=24, tie_word_embeddings=False,
                               rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})

@@ -19,7 +19,9 @@ struct RankSettings {
   double weight = 1.0;
   int64_t micro_batch = 1;
   DType dtype = DType::kFP32;
-  std::string dtype_note;  ///< why the dtype differs from model.dtype, if it does
+  std::string dtype_note;               ///< why the dtype differs from model.dtype, if it does
+  int64_t loss_chunk_tokens = 2048;     ///< tokens per chunk of the chunked loss
+  bool gradient_checkpointing = false;  ///< model.gradient_checkpointing unless a rule says
 
   bool onCuda() const { return device.rfind("cuda", 0) == 0; }
   std::string toJson() const;
@@ -27,7 +29,8 @@ struct RankSettings {
 };
 
 /// Resolves one rank's settings. Defaults: `cuda:<local_rank mod #gpus>` when GPUs are
-/// visible, else `cpu`; weight 1; micro_batch 1; dtype model.dtype where the device
+/// visible, else `cpu`; weight 1; micro_batch 1; loss_chunk_tokens 2048;
+/// gradient_checkpointing model.gradient_checkpointing; dtype model.dtype where the device
 /// computes it natively (bf16 needs sm_80+; fp16 falls back to fp32 below sm_70; the CPU
 /// computes in fp32). Rules of `cluster.ranks` that match (host, local_rank, GPU name
 /// substring) apply in order, later ones overriding earlier ones. Throws InputError for a

@@ -13,7 +13,8 @@
 //                warmup_steps, weight_decay, max_grad_norm, eval_every, log_every}
 //   checkpoint: {every, keep, resume: auto|never|<path>}
 //   cluster:    {backend: auto|nccl|mpi, balance: auto|static, overlap_grad_sync,
-//                ranks: [{match: {host, local_rank, gpu}, device, weight, micro_batch, dtype}]}
+//                ranks: [{match: {host, local_rank, gpu}, device, weight, micro_batch, dtype,
+//                         loss_chunk_tokens, gradient_checkpointing}]}
 
 #include <cstdint>
 #include <map>
@@ -101,6 +102,8 @@ struct RankRule {
   std::optional<double> weight;
   std::optional<int64_t> micro_batch;
   std::optional<DType> dtype;
+  std::optional<int64_t> loss_chunk_tokens;    ///< tokens per chunk of the chunked loss
+  std::optional<bool> gradient_checkpointing;  ///< overrides model.gradient_checkpointing
 };
 
 struct ClusterConfig {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "loom/model/hf_config.hpp"
+#include "loom/model/nf4.hpp"
 
 namespace loom {
 
@@ -40,15 +41,20 @@ struct DecoderOptions {
   c10::Device device = c10::Device(c10::kCPU);
   /// Recompute each layer's activations in backward instead of keeping them.
   bool activation_checkpointing = false;
+  /// QLoRA: the projections of every decoder layer hold a frozen NF4 weight (nf4.hpp)
+  /// instead of a `weight` parameter; embeddings, norms and lm_head stay in `dtype`.
+  bool nf4_base = false;
 };
 
 /// A linear projection y = x W^T (+ b) with an optional LoRA branch
 /// y += scaling * B(A(dropout(x))), computed in the LoRA weights' dtype (fp32), as PEFT does.
 /// Parameters: `weight` [out, in], `bias` [out], `lora_A.weight` [r, in], `lora_B.weight` [out, r].
+/// A quantized projection has no `weight` parameter: W is a frozen NF4 weight, dequantized
+/// to x's dtype for each product (nf4Linear).
 class Projection : public torch::nn::Module {
  public:
-  Projection(int64_t in_features, int64_t out_features, bool bias,
-             const at::TensorOptions& options);
+  Projection(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options,
+             bool quantized = false);
 
   /// [..., in] -> [..., out]
   at::Tensor forward(const at::Tensor& x);
@@ -56,13 +62,20 @@ class Projection : public torch::nn::Module {
   /// Adds a LoRA branch: A kaiming-uniform(a=sqrt(5)), B zeros, both in `lora_dtype`.
   void enableLora(int64_t rank, double scaling, double dropout, at::ScalarType lora_dtype);
   /// Folds scaling * B A into `weight` (computed in fp32) and removes the branch.
+  /// Error on a quantized projection (merge into the 16-bit base instead).
   void mergeLora();
   bool hasLora() const { return lora_a_.defined(); }
 
-  at::Tensor& weight() { return weight_; }
-  at::Tensor& bias() { return bias_; }     ///< undefined when the projection has no bias
-  at::Tensor& loraA() { return lora_a_; }  ///< [r, in]; undefined without LoRA
-  at::Tensor& loraB() { return lora_b_; }  ///< [out, r]; undefined without LoRA
+  bool quantized() const { return quantized_; }
+  /// The NF4 weight of a quantized projection (empty until loaded).
+  const Nf4Weight& nf4() const { return nf4_; }
+  /// Sets the NF4 weight: shape [out, in], on this projection's device.
+  void setNf4(Nf4Weight weight);
+
+  at::Tensor& weight() { return weight_; }  ///< undefined when quantized
+  at::Tensor& bias() { return bias_; }      ///< undefined when the projection has no bias
+  at::Tensor& loraA() { return lora_a_; }   ///< [r, in]; undefined without LoRA
+  at::Tensor& loraB() { return lora_b_; }   ///< [out, r]; undefined without LoRA
   double loraScaling() const { return lora_scaling_; }
   int64_t inFeatures() const { return in_features_; }
   int64_t outFeatures() const { return out_features_; }
@@ -70,6 +83,9 @@ class Projection : public torch::nn::Module {
  private:
   int64_t in_features_;
   int64_t out_features_;
+  at::TensorOptions options_;
+  bool quantized_ = false;
+  Nf4Weight nf4_;
   at::Tensor weight_;
   at::Tensor bias_;
   at::Tensor lora_a_;
@@ -101,8 +117,9 @@ class CausalLm : public torch::nn::Module {
   const HfConfig& config() const { return config_; }
   const DecoderOptions& options() const { return options_; }
 
-  /// Fills the weights like transformers' _init_weights (normal(0, std), norms 1, biases 0);
-  /// for tests and smoke runs without a checkpoint.
+  /// Fills the weights like transformers' _init_weights (normal(0, std), norms 1, biases 0;
+  /// an NF4 projection gets such a weight quantized); for tests and smoke runs without a
+  /// checkpoint.
   void initRandom(double std = 0.02);
 
  private:

@@ -38,6 +38,9 @@ struct HfConfig {
   bool mlp_bias = false;                ///< llama's mlp_bias
   bool qk_norm = false;                 ///< per-head RMSNorm on q and k before RoPE (qwen3)
   std::string torch_dtype = "float32";  ///< "float32" | "bfloat16" | "float16"
+  /// How the checkpoint's linear weights are stored: "" (floating) or "bnb-nf4"
+  /// (bitsandbytes 4-bit NF4, `quantization_config` in config.json; see bnb_4bit.hpp).
+  std::string quantization;
 
   /// Checks internal consistency (heads divide, positive sizes); InputError naming `source`.
   void validate(const std::string& source) const;
@@ -46,7 +49,7 @@ struct HfConfig {
 /// Parses config.json text; `source` names the file in messages. InputError on an
 /// unsupported model_type, a missing or ill-typed key, or an unsupported feature
 /// (sliding-window attention, an activation other than silu, a RoPE type other than
-/// default/llama3).
+/// default/llama3, a quantization other than bitsandbytes 4-bit NF4).
 HfConfig parseHfConfig(const std::string& json_text, const std::string& source);
 
 /// Reads `<dir>/config.json` (or the file itself when `path` is a file).

@@ -4,6 +4,10 @@
 //   finetune.method lora, finetune.adapter set    -> the PEFT adapter loaded (its own r,
 //                                                     alpha, targets and dropout)
 //   finetune.method lora, no adapter              -> fresh LoRA from finetune.lora
+//   finetune.method qlora                         -> as lora, over a frozen NF4 base: the
+//                                                     decoder layers' projections quantized
+//                                                     at load (or read as they are from a
+//                                                     bitsandbytes 4-bit checkpoint)
 //   finetune.method full                          -> every parameter trainable
 // Paths are checked before anything heavy is loaded, and a bad one is an InputError naming
 // the config key and where it was set (DESIGN invariant 6).
@@ -45,7 +49,7 @@ void checkModelFolder(const Config& config);
 void checkAdapterFolder(const Config& config);
 
 /// Loads model.path on `device` in `dtype` and applies the configured fine-tuning (see the
-/// top of this file). finetune.method qlora is refused (no quantized base in this build).
+/// top of this file).
 /// InputError naming the key for a bad path, and the file and tensor for a bad checkpoint.
 ModelSetup setupModel(const Config& config, c10::Device device, at::ScalarType dtype);
 
