@@ -42,6 +42,35 @@ int64_t cudaPeakMemoryBytes(int index) {
 #endif
 }
 
+int64_t cudaAllocatedBytes(int index) {
+#if LOOM_WITH_CUDA
+  const auto stats =
+      c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+  return stats.allocated_bytes[0].current;
+#else
+  (void)index;
+  return 0;
+#endif
+}
+
+int64_t cudaFreeMemoryBytes(int index) {
+#if LOOM_WITH_CUDA
+  int previous = 0;
+  size_t free = 0, total = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(index) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  const bool ok = cudaMemGetInfo(&free, &total) == cudaSuccess;
+  cudaSetDevice(previous);
+  if (!ok) cudaGetLastError();
+  return ok ? static_cast<int64_t>(free) : 0;
+#else
+  (void)index;
+  return 0;
+#endif
+}
+
 void resetCudaPeakMemory(int index) {
 #if LOOM_WITH_CUDA
   c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));

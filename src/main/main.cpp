@@ -24,6 +24,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
+#include "loom/train/model_setup.hpp"
 #include "loom/train/trainer.hpp"
 
 namespace {
@@ -59,6 +60,29 @@ std::optional<loom::Config> loadConfigCollectively(const loom::World& world, con
   return config;
 }
 
+/// Each rank's memory estimate against its device's free memory (collective).
+void printMemoryEstimate(const loom::World& world, const loom::Config& config,
+                         const std::vector<loom::RankSettings>& ranks) {
+  const loom::RankSettings& me = ranks[world.rank()];
+  const int64_t free = me.onCuda() ? loom::cudaFreeMemoryBytes(std::stoi(me.device.substr(5))) : 0;
+  std::vector<int64_t> free_bytes;
+  for (const auto& f : world.allGather(std::to_string(free))) free_bytes.push_back(std::stoll(f));
+  if (!world.isRoot()) return;
+  std::vector<std::string> lines, warnings;
+  try {
+    loom::describeWorldMemory(config, ranks, free_bytes, lines, warnings);
+  } catch (const loom::InputError& e) {
+    std::printf("memory estimate: not available (%s)\n", e.what());
+    return;
+  }
+  std::printf("memory estimate per rank (tensors at the peak of a step; CUDA adds its context):\n");
+  for (const auto& line : lines) std::printf("  %s\n", line.c_str());
+  for (const auto& w : warnings) {
+    if (!w.empty()) std::printf("warning: %s\n", w.c_str());
+  }
+  std::fflush(stdout);
+}
+
 int dryRun(const loom::World& world, const loom::Config& config) {
   const auto gpus = loom::listCudaDevices();
   std::string mine;
@@ -90,6 +114,7 @@ int dryRun(const loom::World& world, const loom::Config& config) {
     }
     std::fflush(stdout);
   }
+  printMemoryEstimate(world, config, ranks);
   return loom::kExitOk;
 }
 

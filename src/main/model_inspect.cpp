@@ -5,11 +5,13 @@
 #include <optional>
 #include <sstream>
 
+#include "loom/comm/rank_settings.hpp"
 #include "loom/config/config.hpp"
 #include "loom/core/error.hpp"
 #include "loom/model/hf_config.hpp"
 #include "loom/model/hf_io.hpp"
 #include "loom/model/lora.hpp"
+#include "loom/model/memory.hpp"
 #include "loom/train/model_setup.hpp"
 
 namespace loom::cli {
@@ -31,6 +33,40 @@ std::string targetsText(const LoraSpec& spec) {
     if (t == "all-linear") return "all-linear (" + joined(loraModuleNames()) + ")";
   }
   return joined(spec.target_modules);
+}
+
+/// The run's memory per kind of rank: the defaults, then each cluster.ranks rule applied over
+/// them (the ranks a rule matches are known only at launch; `--dry-run` shows each real rank).
+void printRunMemory(const Config& config, const HfConfig& hf) {
+  RankSettings base;
+  base.dtype = config.model.dtype;
+  base.gradient_checkpointing = config.model.gradient_checkpointing;
+  base.device = "cuda";
+  std::vector<std::pair<std::string, RankSettings>> kinds{{"defaults", base}};
+  for (size_t i = 0; i < config.cluster.ranks.size(); ++i) {
+    const RankRule& rule = config.cluster.ranks[i];
+    RankSettings s = base;
+    if (rule.device) s.device = *rule.device;
+    if (rule.micro_batch) s.micro_batch = *rule.micro_batch;
+    if (rule.dtype) s.dtype = *rule.dtype;
+    if (rule.loss_chunk_tokens) s.loss_chunk_tokens = *rule.loss_chunk_tokens;
+    if (rule.gradient_checkpointing) s.gradient_checkpointing = *rule.gradient_checkpointing;
+    if (s.device == "cpu") s.dtype = DType::kFP32;  // the CPU computes in fp32
+    std::ostringstream label;
+    label << "cluster.ranks[" << i << "]";
+    if (rule.match_gpu) label << " (gpu ~ " << *rule.match_gpu << ")";
+    if (rule.match_host) label << " (host " << *rule.match_host << ")";
+    if (rule.match_local_rank) label << " (local_rank " << *rule.match_local_rank << ")";
+    kinds.emplace_back(label.str(), s);
+  }
+  std::cout << "memory per rank (tensors at the peak of a step; a CUDA rank adds its context; "
+               "--dry-run compares each rank with its device's free memory):\n";
+  for (const auto& [label, s] : kinds) {
+    const MemoryPlan plan = memoryPlan(config, s);
+    std::cout << "  " << label << ": " << toString(s.dtype) << ", micro_batch " << s.micro_batch
+              << ": " << describeRankMemory(estimateRankMemory(hf, plan), plan) << "\n";
+  }
+  std::cout << std::flush;
 }
 
 }  // namespace
@@ -75,12 +111,14 @@ int inspectModel(const std::string& dir, const std::string& config_path) {
   std::cout << "method: " << method.str() << "\n";
   if (lora) std::cout << "LoRA targets: " << targetsText(*lora) << "\n";
   if (config && config->finetune.method == FinetuneMethod::kQLora) {
-    std::cout << "note: qlora is counted as LoRA over a base in the dtypes below; this build "
-                 "has no 4-bit base\n";
+    std::cout << "note: qlora keeps the decoder layers' projections in NF4 (about 0.52 bytes a "
+                 "weight); the per-dtype table below counts a 16/32-bit base, the per-rank "
+                 "memory at the end the 4-bit one\n";
   }
   if (config)
     std::cout << "configured dtype: " << toString(config->model.dtype) << " (model.dtype)\n";
   std::cout << describeModel(hf, lora ? &*lora : nullptr) << std::flush;
+  if (config) printRunMemory(*config, hf);
   return kExitOk;
 }
 

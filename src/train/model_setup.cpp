@@ -2,6 +2,7 @@
 
 #include <torch/nn/module.h>
 
+#include <sstream>
 #include <string>
 
 #include "loom/core/error.hpp"
@@ -116,6 +117,58 @@ ModelSetup setupModel(const Config& config, c10::Device device, at::ScalarType d
     if (p.requires_grad()) setup.trainable.push_back(p);
   }
   return setup;
+}
+
+}  // namespace loom
+
+namespace loom {
+
+MemoryPlan memoryPlan(const Config& config, const RankSettings& settings) {
+  MemoryPlan plan;
+  plan.dtype = scalarType(settings.dtype);
+  plan.nf4_base = config.finetune.method == FinetuneMethod::kQLora;
+  if (config.finetune.method != FinetuneMethod::kFull) {
+    plan.lora = config.finetune.adapter ? loadAdapterConfig(*config.finetune.adapter)
+                                        : loraSpecFromConfig(config.finetune.lora);
+  }
+  plan.micro_batch = settings.micro_batch;
+  plan.seq_len = config.data.seq_len;
+  plan.gradient_checkpointing = settings.gradient_checkpointing;
+  plan.loss_chunk_tokens = settings.loss_chunk_tokens;
+  plan.packed = config.data.packing;
+  plan.cuda = settings.onCuda();
+  return plan;
+}
+
+void describeWorldMemory(const Config& config, const std::vector<RankSettings>& ranks,
+                         const std::vector<int64_t>& free_bytes, std::vector<std::string>& lines,
+                         std::vector<std::string>& warnings) {
+  const HfConfig hf = loadHfConfig(config.model.path);
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    const RankSettings& r = ranks[i];
+    const MemoryPlan plan = memoryPlan(config, r);
+    const MemoryEstimateBytes m = estimateRankMemory(hf, plan);
+    const int64_t free = i < free_bytes.size() ? free_bytes[i] : 0;
+    std::ostringstream line;
+    line << "rank " << r.rank << " (" << r.device << (r.gpu_name.empty() ? "" : " " + r.gpu_name)
+         << "): " << describeRankMemory(m, plan);
+    if (free > 0) line << "; free on the device " << gibText(static_cast<uint64_t>(free));
+    lines.push_back(line.str());
+    warnings.emplace_back();
+    if (free > 0 && m.total() > static_cast<uint64_t>(free)) {
+      std::ostringstream w;
+      w << "rank " << r.rank << " on " << r.host << " (" << r.device
+        << (r.gpu_name.empty() ? "" : ", " + r.gpu_name) << ") needs about " << gibText(m.total())
+        << " but its device has " << gibText(static_cast<uint64_t>(free))
+        << " free: lower its micro_batch (" << r.micro_batch << ") or data.seq_len ("
+        << config.data.seq_len << ")"
+        << (r.gradient_checkpointing ? "" : ", turn on gradient_checkpointing")
+        << ", lower loss_chunk_tokens (" << r.loss_chunk_tokens << ")"
+        << (plan.nf4_base ? "" : ", or use finetune.method: qlora")
+        << " (cluster.ranks rules set these per rank)";
+      warnings.back() = w.str();
+    }
+  }
 }
 
 }  // namespace loom

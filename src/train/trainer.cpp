@@ -36,6 +36,7 @@
 #include "loom/train/balancer.hpp"
 #include "loom/train/batch_tensors.hpp"
 #include "loom/train/checkpoint.hpp"
+#include "loom/train/cpu_memory.hpp"
 #include "loom/train/evaluate.hpp"
 #include "loom/train/grad_sync.hpp"
 #include "loom/train/loss_scaler.hpp"
@@ -104,6 +105,13 @@ bool nanForTest(int rank, int64_t step) {
   return r == rank && step >= first && step <= last;
 }
 
+/// The most bytes tensors have held: CUDA's caching allocator's peak, or on the CPU the
+/// counting allocator's (cpu_memory.hpp).
+double peakTensorBytes(const c10::Device& device) {
+  if (device.is_cuda()) return static_cast<double>(cudaPeakMemoryBytes(device.index()));
+  return static_cast<double>(cpuPeakTensorBytes());
+}
+
 /// CUDA: the caching allocator's peak (tensors only). CPU: the process's peak resident size.
 double peakMemoryBytes(const c10::Device& device) {
   if (device.is_cuda()) return static_cast<double>(cudaPeakMemoryBytes(device.index()));
@@ -160,6 +168,9 @@ class Trainer {
       const int cores = static_cast<int>(std::thread::hardware_concurrency());
       at::set_num_threads(std::max(1, cores / std::max(1, world_.localSize())));
     }
+    // Count CPU tensor bytes from before the model exists, for metrics' peak_tensor_bytes.
+    if (!settings_.onCuda()) trackCpuTensorMemory();
+    estimateMemory();
     comm_ = makeCommunicator(backend_, world_, settings_.device);
     run_dir_ = config_.run.output_dir;
     if (world_.isRoot()) {
@@ -174,6 +185,33 @@ class Trainer {
                             << toString(r.dtype));
       }
     }
+  }
+
+  /// Every rank's memory estimate, logged by rank 0 before anything is loaded; a rank whose
+  /// estimate exceeds its device's free memory warns (and says what to change).
+  void estimateMemory() {
+    checkModelFolder(config_);
+    checkAdapterFolder(config_);
+    const int64_t free = device_.is_cuda() ? cudaFreeMemoryBytes(device_.index()) : 0;
+    std::vector<int64_t> free_bytes;
+    for (const auto& f : world_.allGather(std::to_string(free))) {
+      free_bytes.push_back(std::stoll(f));
+    }
+    std::vector<std::string> lines, warnings;
+    describeWorldMemory(config_, all_settings_, free_bytes, lines, warnings);
+    const HfConfig hf = loadHfConfig(config_.model.path);
+    for (const auto& r : all_settings_) {
+      const MemoryEstimateBytes m = estimateRankMemory(hf, memoryPlan(config_, r));
+      memory_estimate_.push_back({{"rank", r.rank},
+                                  {"base_bytes", m.base_weights},
+                                  {"tensors_bytes", m.tensors()},
+                                  {"total_bytes", m.total()},
+                                  {"free_bytes", free_bytes[r.rank]}});
+    }
+    if (world_.isRoot()) {
+      for (const auto& line : lines) LOOM_INFO("memory estimate: " << line);
+    }
+    if (!warnings[world_.rank()].empty()) LOOM_WARN("memory: " << warnings[world_.rank()]);
   }
 
   void setupModel() {
@@ -202,6 +240,8 @@ class Trainer {
     }
     int64_t trainable = 0;
     for (const auto& p : params_) trainable += p.numel();
+    // What the loaded model and its optimizer masters hold, before any step.
+    loaded_bytes_ = device_.is_cuda() ? cudaAllocatedBytes(device_.index()) : cpuTensorBytes();
     LOOM_INFO("model " << config_.model.path << ": " << toString(config_.finetune.method) << ", "
                        << params_.size() << " trainable tensors, " << trainable
                        << " trainable parameters");
@@ -368,7 +408,21 @@ class Trainer {
     const int64_t first_step = step_;
     int bad_steps = 0;
     int64_t last_checkpoint = -1;
-    if (world_.isRoot()) metrics_ = std::make_unique<MetricsLog>(run_dir_);
+    if (world_.isRoot()) {
+      metrics_ = std::make_unique<MetricsLog>(run_dir_);
+      metrics_->write(nlohmann::json({{"memory_estimate", memory_estimate_}}).dump());
+    }
+    // Every rank's tensor bytes once the model is loaded (before the optimizer's state).
+    at::Tensor loaded =
+        comm_
+            ->allGather(torch::tensor({static_cast<double>(loaded_bytes_)},
+                                      torch::TensorOptions().dtype(torch::kDouble).device(device_)))
+            .to(at::kCPU);
+    if (world_.isRoot()) {
+      nlohmann::json per_rank = nlohmann::json::array();
+      for (int k = 0; k < world_.size(); ++k) per_rank.push_back(loaded[k][0].item<double>());
+      metrics_->write(nlohmann::json({{"loaded_tensor_bytes", per_rank}}).dump());
+    }
     while (step_ < total_steps_) {
       if (world_.anyTrue(g_stop_signal.load() != 0)) {
         LOOM_WARN("signal " << g_stop_signal.load() << " received: checkpointing at step " << step_
@@ -421,7 +475,7 @@ class Trainer {
     int64_t tokens = 0;
     double step_seconds = 0;
     std::vector<double> rank_seconds, rank_data_seconds, rank_tokens, rank_memory,
-        rank_sync_seconds;
+        rank_sync_seconds, rank_tensor_peak;
     bool reweighted = false;
   };
 
@@ -472,11 +526,12 @@ class Trainer {
                        scaler_.scale());
     const double sync_seconds = secondsSince(t2);
 
-    // [rank, (loss, count, compute s, data s, tokens, peak memory, grad sync s)]
-    at::Tensor mine = torch::tensor(
-        {local_loss, static_cast<double>(local_count), compute_seconds, data_seconds,
-         static_cast<double>(plan.local_tokens), peakMemoryBytes(device_), sync_seconds},
-        torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    // [rank, (loss, count, compute s, data s, tokens, peak memory, grad sync s, tensor peak)]
+    at::Tensor mine =
+        torch::tensor({local_loss, static_cast<double>(local_count), compute_seconds, data_seconds,
+                       static_cast<double>(plan.local_tokens), peakMemoryBytes(device_),
+                       sync_seconds, peakTensorBytes(device_)},
+                      torch::TensorOptions().dtype(torch::kDouble).device(device_));
     at::Tensor all = comm_->allGather(mine).to(torch::kCPU);
     double global_loss = 0;
     int64_t global_count = 0;
@@ -488,6 +543,7 @@ class Trainer {
       r.rank_tokens.push_back(all[k][4].item<double>());
       r.rank_memory.push_back(all[k][5].item<double>());
       r.rank_sync_seconds.push_back(all[k][6].item<double>());
+      r.rank_tensor_peak.push_back(all[k][7].item<double>());
     }
     LOOM_CHECK(
         global_count == batch.loss_tokens,
@@ -576,7 +632,8 @@ class Trainer {
                        {"compute_s", r.rank_seconds[k]},
                        {"data_wait_s", r.rank_data_seconds[k]},
                        {"grad_sync_s", r.rank_sync_seconds[k]},
-                       {"peak_memory_bytes", r.rank_memory[k]}});
+                       {"peak_memory_bytes", r.rank_memory[k]},
+                       {"peak_tensor_bytes", r.rank_tensor_peak[k]}});
       shares << " " << k << ":" << std::fixed << std::setprecision(0)
              << 100.0 * weights[k] / weight_total << "%/" << std::setprecision(2)
              << r.rank_seconds[k] << "s";
@@ -712,6 +769,8 @@ class Trainer {
   int64_t tokens_seen_ = 0;
   LossScaler scaler_ = LossScaler::disabled();
   bool weights_restored_ = false;  // a resumed run keeps its balancer weights
+  nlohmann::json memory_estimate_ = nlohmann::json::array();
+  int64_t loaded_bytes_ = 0;
 };
 
 }  // namespace

@@ -27,6 +27,11 @@ std::vector<GpuInfo> listCudaDevices();
 /// The most memory libtorch's caching allocator has had allocated on CUDA device `index`
 /// since the process started (or resetCudaPeakMemory), in bytes; 0 without CUDA.
 int64_t cudaPeakMemoryBytes(int index);
+/// Bytes the caching allocator has allocated on CUDA device `index` now; 0 without CUDA.
+int64_t cudaAllocatedBytes(int index);
+/// Free memory on CUDA device `index` now (cudaMemGetInfo; creates the device's context);
+/// 0 without CUDA.
+int64_t cudaFreeMemoryBytes(int index);
 void resetCudaPeakMemory(int index);
 
 }  // namespace loom

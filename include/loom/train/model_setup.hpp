@@ -20,9 +20,11 @@
 #include <memory>
 #include <vector>
 
+#include "loom/comm/rank_settings.hpp"
 #include "loom/config/config.hpp"
 #include "loom/model/decoder.hpp"
 #include "loom/model/lora.hpp"
+#include "loom/model/memory.hpp"
 
 namespace loom {
 
@@ -47,6 +49,18 @@ void checkModelFolder(const Config& config);
 /// Checks that finetune.adapter (when set) is a folder with adapter_config.json and
 /// adapter_model.safetensors; InputError naming finetune.adapter.
 void checkAdapterFolder(const Config& config);
+
+/// The memory plan of a rank with `settings` in the run `config` (finetune.adapter's own LoRA
+/// when one is set).
+MemoryPlan memoryPlan(const Config& config, const RankSettings& settings);
+
+/// The memory estimate of every rank, one line each, and a warning text for each rank whose
+/// estimate exceeds `free_bytes[rank]` (0: unknown, e.g. a CPU rank), naming the rank, the
+/// numbers and what to change. `lines` and `warnings` get one entry per rank, in rank order
+/// (a warning is empty where the estimate fits).
+void describeWorldMemory(const Config& config, const std::vector<RankSettings>& ranks,
+                         const std::vector<int64_t>& free_bytes, std::vector<std::string>& lines,
+                         std::vector<std::string>& warnings);
 
 /// Loads model.path on `device` in `dtype` and applies the configured fine-tuning (see the
 /// top of this file).

@@ -1,0 +1,144 @@
+#include "loom/model/memory.hpp"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "loom/model/hf_io.hpp"
+#include "loom/model/nf4.hpp"
+
+namespace loom {
+namespace detail {
+namespace {
+
+struct Shape {
+  const char* name;
+  int64_t in, out;
+};
+
+/// NF4 storage of an [out, in] weight with double quantization (nf4.hpp).
+uint64_t nf4Bytes(int64_t numel) {
+  const int64_t blocks = (numel + kNf4BlockSize - 1) / kNf4BlockSize;
+  const int64_t blocks2 = (blocks + kNf4NestedBlockSize - 1) / kNf4NestedBlockSize;
+  return static_cast<uint64_t>((numel + 1) / 2 + blocks + 4 * blocks2 + 4 * 256);
+}
+
+}  // namespace
+}  // namespace detail
+
+std::string gibText(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GiB", bytes / double(1ull << 30));
+  return buf;
+}
+
+MemoryEstimateBytes estimateRankMemory(const HfConfig& c, const MemoryPlan& plan) {
+  const uint64_t s = c10::elementSize(plan.dtype);
+  const bool wide = s >= 4;  // fp32 compute: the LoRA branch needs no fp32 copies of x
+  const int64_t h = c.hidden_size, inter = c.intermediate_size, v = c.vocab_size;
+  const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const int64_t layers = c.num_hidden_layers;
+  const detail::Shape shapes[] = {
+      {"q_proj", h, q},        {"k_proj", h, kv},     {"v_proj", h, kv},      {"o_proj", q, h},
+      {"gate_proj", h, inter}, {"up_proj", h, inter}, {"down_proj", inter, h}};
+  const ParameterCounts counts = countParameters(c, plan.lora ? &*plan.lora : nullptr);
+  MemoryEstimateBytes m;
+
+  // Base weights: the projections in NF4 (QLoRA) or the compute dtype, the rest in the dtype.
+  int64_t projection_params = 0;
+  uint64_t largest_projection = 0;
+  for (const auto& sh : shapes) {
+    projection_params += sh.in * sh.out;
+    largest_projection = std::max<uint64_t>(largest_projection, sh.in * sh.out);
+  }
+  const int64_t other = counts.total - projection_params * layers;
+  if (plan.nf4_base) {
+    uint64_t nf4 = 0;
+    for (const auto& sh : shapes) nf4 += detail::nf4Bytes(sh.in * sh.out);
+    m.base_weights = nf4 * layers + other * s;
+    m.transient = largest_projection * s;  // dequantized for one product at a time
+  } else {
+    m.base_weights = counts.total * s;
+  }
+
+  // Trainable: fp32 masters (16-bit full fine-tuning) or the fp32 LoRA weights themselves,
+  // fp32 gradient buckets, two fp32 AdamW moments.
+  const uint64_t p = static_cast<uint64_t>(counts.trainable);
+  if (plan.lora) {
+    m.trainable = p * (4 + 4 + 8);
+  } else {
+    m.trainable = p * ((wide ? 0 : 4) + 4 + 8);
+  }
+
+  // Activations, per token and layer: what autograd saves in decoder.cpp.
+  const int64_t rank = plan.lora ? plan.lora->rank : 0;
+  auto targeted = [&](const char* name) {
+    if (!plan.lora) return false;
+    return plan.lora->targets(std::string("model.layers.0.") +
+                              (name[1] == '_' ? "self_attn." : "mlp.") + name);
+  };
+  const double dropout_bytes = plan.lora && plan.lora->dropout > 0 ? 5.0 : 0.0;  // mask + copy
+  double per_token = 0;
+  for (const auto& sh : shapes) {
+    if (!targeted(sh.name)) continue;
+    // x cast to fp32 for the adapter (one copy per projection), and the [tokens, r] product.
+    per_token += (wide ? 0.0 : 4.0 * sh.in) + 4.0 * rank + dropout_bytes * sh.in;
+  }
+  const double norm = (4.0 + s) * h;  // RMSNorm: x in fp32 and the normed result
+  per_token += 2 * norm;              // input and post-attention norms
+  per_token += c.qk_norm ? (4.0 + s) * (q + kv) : s * (q + kv);  // q/k (normed)
+  per_token += 2.0 * s * (q + kv);  // RoPE: the rotated halves and the rotated q/k
+  per_token += s * kv;              // v
+  per_token += 2.0 * s * q + 4.0 * c.num_attention_heads;  // attention output (+ its copy), lse
+  per_token += 4.0 * s * inter;                            // gate, silu(gate), up, their product
+  const double tokens = static_cast<double>(plan.micro_batch * plan.seq_len);
+  const double layer_bytes = per_token * tokens;
+  // A packed row on the boolean-mask path holds a [B, 1, T, T] mask (and on CUDA its additive
+  // bias in the compute dtype).
+  const double mask = plan.packed ? static_cast<double>(plan.micro_batch) * plan.seq_len *
+                                        plan.seq_len * (plan.cuda ? 1.0 + s : 1.0)
+                                  : 0.0;
+  // Backward's working set: the gradients flowing through one layer (a few [tokens, I] and
+  // [tokens, H] tensors), plus, checkpointed, the layer's recomputed activations.
+  const double working = tokens * (3.0 * s * inter + 4.0 * 4 * h);
+  const double head = tokens * (norm + 2.0 * s * h);  // final norm, hidden states, targets
+  const double saved = plan.gradient_checkpointing ? tokens * s * h * layers  // layer inputs
+                                                   : layer_bytes * layers;
+  m.activations = static_cast<uint64_t>(saved + mask + head);
+  m.backward = static_cast<uint64_t>(working + (plan.gradient_checkpointing ? layer_bytes : 0));
+
+  // The chunked loss: [chunk, V] logits in the dtype, their fp32 copy and logsumexp's fp32
+  // temporary in forward (backward's fp32 softmax and 16-bit copy need less).
+  const double chunk = static_cast<double>(std::min<int64_t>(
+      plan.loss_chunk_tokens, std::max<int64_t>(1, plan.micro_batch * plan.seq_len)));
+  m.loss = static_cast<uint64_t>(chunk * v * ((wide ? 0.0 : s) + 8.0));
+  if (!plan.lora) {
+    // Full fine-tuning: the loss accumulates lm_head's gradient in an fp32 [V, H] buffer, plus
+    // one chunk's [V, H] product at a time. Tied to the embedding, autograd holds that gradient
+    // until the embedding's dense one arrives and sums the two into another [V, H] tensor.
+    const uint64_t vh = static_cast<uint64_t>(v) * h;
+    m.transient += vh * 8 + (c.tie_word_embeddings ? 2 * vh * s : 0);
+  }
+
+  // CUDA context, cuBLAS workspaces and the kernels' images: not in the allocator's peak.
+  m.cuda_context = plan.cuda ? 600ull << 20 : 0;
+  return m;
+}
+
+std::string describeRankMemory(const MemoryEstimateBytes& m, const MemoryPlan& plan) {
+  std::ostringstream out;
+  out << "base " << gibText(m.base_weights) << " ("
+      << (plan.nf4_base ? "nf4" : c10::toString(plan.dtype)) << "), trainable "
+      << gibText(m.trainable) << ", activations " << gibText(m.activations) << " ("
+      << plan.micro_batch << " x " << plan.seq_len
+      << (plan.gradient_checkpointing ? ", checkpointed" : "")
+      << "), then the larger of loss chunk " << gibText(m.loss) << " (" << plan.loss_chunk_tokens
+      << " tokens) and backward " << gibText(m.backward + m.transient);
+  if (m.cuda_context) out << "; CUDA context ~" << gibText(m.cuda_context);
+  out << " = " << gibText(m.total());
+  return out.str();
+}
+
+}  // namespace loom
