@@ -30,7 +30,11 @@ uint64_t nf4Bytes(int64_t numel) {
 
 std::string gibText(uint64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f GiB", bytes / double(1ull << 30));
+  if (bytes < (1ull << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", bytes / double(1ull << 20));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.2f GiB", bytes / double(1ull << 30));
+  }
   return buf;
 }
 
@@ -79,20 +83,35 @@ MemoryEstimateBytes estimateRankMemory(const HfConfig& c, const MemoryPlan& plan
     return plan.lora->targets(std::string("model.layers.0.") +
                               (name[1] == '_' ? "self_attn." : "mlp.") + name);
   };
+  // Autograd saves a tensor only where some input of the op needs a gradient: with a frozen
+  // base, norm weights and projections keep nothing of their own; the LoRA branch keeps its
+  // input (in fp32: a copy per projection below fp32, the shared tensor at fp32) and x A.
   const double dropout_bytes = plan.lora && plan.lora->dropout > 0 ? 5.0 : 0.0;  // mask + copy
+  const bool full = !plan.lora;
   double per_token = 0;
+  bool attn_in = false, o_in = false, mlp_in = false, down_in = false;
   for (const auto& sh : shapes) {
     if (!targeted(sh.name)) continue;
-    // x cast to fp32 for the adapter (one copy per projection), and the [tokens, r] product.
     per_token += (wide ? 0.0 : 4.0 * sh.in) + 4.0 * rank + dropout_bytes * sh.in;
+    const std::string n = sh.name;
+    attn_in |= n == "q_proj" || n == "k_proj" || n == "v_proj";
+    o_in |= n == "o_proj";
+    mlp_in |= n == "gate_proj" || n == "up_proj";
+    down_in |= n == "down_proj";
   }
-  const double norm = (4.0 + s) * h;  // RMSNorm: x in fp32 and the normed result
-  per_token += 2 * norm;              // input and post-attention norms
-  per_token += c.qk_norm ? (4.0 + s) * (q + kv) : s * (q + kv);  // q/k (normed)
-  per_token += 2.0 * s * (q + kv);  // RoPE: the rotated halves and the rotated q/k
-  per_token += s * kv;              // v
-  per_token += 2.0 * s * q + 4.0 * c.num_attention_heads;  // attention output (+ its copy), lse
-  per_token += 4.0 * s * inter;                            // gate, silu(gate), up, their product
+  if (wide)
+    per_token +=
+        4.0 * ((attn_in ? h : 0) + (o_in ? q : 0) + (mlp_in ? h : 0) + (down_in ? inter : 0));
+  const double norm = 4.0 * h;                 // RMSNorm keeps x in fp32 (for its own backward)
+  per_token += 2 * norm;                       // input and post-attention norms
+  if (c.qk_norm) per_token += 4.0 * (q + kv);  // q/k norms: their fp32 inputs
+  per_token += s * (q + 2.0 * kv) + s * q + 4.0 * c.num_attention_heads;  // SDPA: q, k, v, out, lse
+  per_token += 3.0 * s * inter;  // silu keeps gate; the product keeps silu(gate) and up
+  if (full) {
+    // Every weight trains: norms keep their normed outputs, which are (with the attention
+    // output and the MLP product) the projections' inputs.
+    per_token += s * ((c.qk_norm ? q + kv : 0) + h + q + h + inter);
+  }
   const double tokens = static_cast<double>(plan.micro_batch * plan.seq_len);
   const double layer_bytes = per_token * tokens;
   // A packed row on the boolean-mask path holds a [B, 1, T, T] mask (and on CUDA its additive
@@ -100,9 +119,9 @@ MemoryEstimateBytes estimateRankMemory(const HfConfig& c, const MemoryPlan& plan
   const double mask = plan.packed ? static_cast<double>(plan.micro_batch) * plan.seq_len *
                                         plan.seq_len * (plan.cuda ? 1.0 + s : 1.0)
                                   : 0.0;
-  // Backward's working set: the gradients flowing through one layer (a few [tokens, I] and
-  // [tokens, H] tensors), plus, checkpointed, the layer's recomputed activations.
-  const double working = tokens * (3.0 * s * inter + 4.0 * 4 * h);
+  // Backward's working set: the gradient flowing between layers (saved tensors are freed as
+  // the gradients that replace them are made), plus, checkpointed, a recomputed layer.
+  const double working = tokens * 4.0 * h;
   const double head = tokens * (norm + 2.0 * s * h);  // final norm, hidden states, targets
   const double saved = plan.gradient_checkpointing ? tokens * s * h * layers  // layer inputs
                                                    : layer_bytes * layers;

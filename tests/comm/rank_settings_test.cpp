@@ -41,6 +41,25 @@ TEST(RankSettings, DefaultsFollowLocalRankAndDevice) {
   EXPECT_EQ(cpu.micro_batch, 1);
 }
 
+TEST(RankSettings, LossChunkAndCheckpointingFollowRulesAndTravelAsJson) {
+  const Config c = configWith(R"(cluster:
+  ranks:
+    - match: {gpu: "1050"}
+      loss_chunk_tokens: 256
+      gradient_checkpointing: true
+)");
+  const std::vector<GpuInfo> box = {kRtx3080, kGtx1050Ti};
+  const auto big = resolveRankSettings(c, 0, 0, "box", box);
+  const auto small = resolveRankSettings(c, 1, 1, "box", box);
+  EXPECT_EQ(big.loss_chunk_tokens, 2048);
+  EXPECT_FALSE(big.gradient_checkpointing);
+  EXPECT_EQ(small.loss_chunk_tokens, 256);
+  EXPECT_TRUE(small.gradient_checkpointing);
+  const auto back = RankSettings::fromJson(small.toJson());
+  EXPECT_EQ(back.loss_chunk_tokens, 256);
+  EXPECT_TRUE(back.gradient_checkpointing);
+}
+
 TEST(RankSettings, RulesMatchByGpuNameHostAndLocalRankInOrder) {
   const Config c = configWith(R"(cluster:
   ranks:

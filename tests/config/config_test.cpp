@@ -56,6 +56,8 @@ cluster:
       weight: 0.25
       micro_batch: 2
       dtype: fp32
+      loss_chunk_tokens: 256
+      gradient_checkpointing: true
 )";
   const Config a = parseConfig(yaml, "a.yaml");
   EXPECT_EQ(a.finetune.lora.targets, (std::vector<std::string>{"q_proj", "v_proj"}));
@@ -66,6 +68,11 @@ cluster:
   EXPECT_EQ(b.cluster.ranks[0].match_gpu.value(), "1050");
   EXPECT_DOUBLE_EQ(b.cluster.ranks[0].weight.value(), 0.25);
   EXPECT_EQ(b.cluster.ranks[0].dtype.value(), DType::kFP32);
+  EXPECT_EQ(b.cluster.ranks[0].loss_chunk_tokens.value(), 256);
+  EXPECT_TRUE(b.cluster.ranks[0].gradient_checkpointing.value());
+  EXPECT_NE(errorOf(std::string(kMinimal) + "cluster:\n  ranks:\n    - {loss_chunk_tokens: 8}\n")
+                .find("cluster.ranks[0].loss_chunk_tokens"),
+            std::string::npos);
   EXPECT_EQ(b.finetune.adapter.value(), "/adapters/a");
   EXPECT_TRUE(b.finetune.lora.rslora);
   EXPECT_FALSE(b.cluster.overlap_grad_sync);

@@ -219,6 +219,20 @@ TEST(InspectModel, CountsFollowTheConfiguredMethod) {
   expectContains(r.output, {"--model", "config.json"});
 }
 
+TEST(InspectModel, PrintsTheMemoryOfEachKindOfRank) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  const auto config = dir.write(
+      "run.yaml", configText(dir.path().string(), "", "", "qlora") +
+                      "cluster:\n  ranks:\n    - {match: {gpu: \"1050\"}, dtype: fp32, "
+                      "micro_batch: 1, loss_chunk_tokens: 64, gradient_checkpointing: true}\n");
+  const auto r = trainer({"inspect", "--model", dir.path().string(), "--config", config.string()});
+  EXPECT_EQ(r.exit_code, 0);
+  expectContains(r.output, {"memory per rank", "defaults: fp32, micro_batch 1: base ", "(nf4)",
+                            "cluster.ranks[0] (gpu ~ 1050): fp32, micro_batch 1", "(64 tokens)",
+                            "checkpointed", "CUDA context"});
+}
+
 #else  // LOOM_REFERENCE_TESTS
 
 /// The JSON object on the last line of the eval output that starts with '{'.

@@ -55,7 +55,7 @@ MemoryEstimateBytes estimateRankMemory(const HfConfig& config, const MemoryPlan&
 /// 0.15 GiB + ... = 2.51 GiB" for a log line.
 std::string describeRankMemory(const MemoryEstimateBytes& m, const MemoryPlan& plan);
 
-/// "1.23 GiB".
+/// "1.23 GiB", or "12.3 MiB" below a GiB.
 std::string gibText(uint64_t bytes);
 
 }  // namespace loom
