@@ -15,6 +15,13 @@
 #include <vector>
 
 #include "loom/data/hdf5_dataset.hpp"
+#ifdef LOOM_REFERENCE_TESTS
+#include <ATen/ATen.h>
+
+#include <cstring>
+
+#include "loom/model/safetensors.hpp"
+#endif
 #include "support/test_support.hpp"
 
 namespace loom {
@@ -461,6 +468,38 @@ TEST(QloraReference, TrainedAdapterPrequantizedFolderAndMergeAgreeWithTransforme
   expectEvalNear(loom_pre,
                  pythonLoss({"loss", m4, data.string(), seq, "--4bit", "--adapter", adapter}),
                  "pre-quantized folder vs transformers loading it", 1e-6);
+
+  // A malformed 4-bit folder is refused: exit 2 naming the file and the tensor's key.
+  struct Corruption {
+    std::string name, json_from, json_to, expect;
+  };
+  for (const Corruption& c :
+       {Corruption{"blocksize", "\"blocksize\": 64", "\"blocksize\": 48", "blocksize 48"},
+        Corruption{"json", "\"quant_type\"", "\"quant_type", "not valid JSON"}}) {
+    const fs::path bad = dir.path() / ("bad-" + c.name);
+    fs::create_directories(bad);
+    fs::copy_file(fs::path(m4) / "config.json", bad / "config.json");
+    NamedTensors tensors;
+    SafetensorsFile file(fs::path(m4) / "model.safetensors");
+    const std::string victim = "model.layers.1.mlp.up_proj.weight.quant_state.bitsandbytes__nf4";
+    for (const auto& name : file.names()) {
+      at::Tensor t = file.tensor(name).clone();
+      if (name == victim) {
+        std::string text(reinterpret_cast<const char*>(t.data_ptr()), t.numel());
+        ASSERT_NE(text.find(c.json_from), std::string::npos) << text;
+        text.replace(text.find(c.json_from), c.json_from.size(), c.json_to);
+        t = at::empty({static_cast<int64_t>(text.size())}, at::kByte);
+        std::memcpy(t.data_ptr(), text.data(), text.size());
+      }
+      tensors.emplace_back(name, t);
+    }
+    saveSafetensors(bad / "model.safetensors", tensors);
+    const auto bad_cfg =
+        dir.write("bad-" + c.name + ".yaml", configText(bad.string(), data.string(), "", "qlora"));
+    r = trainer({"eval", "--config", bad_cfg.string(), "--device", "cpu"});
+    EXPECT_EQ(r.exit_code, 2) << c.name;
+    expectContains(r.output, {(bad / "model.safetensors").string(), victim, c.expect});
+  }
 
   // export --merge of a QLoRA run merges into the 16-bit base (what QLoRA users ship).
   const auto merged = dir.path() / "merged";
