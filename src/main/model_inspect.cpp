@@ -107,7 +107,8 @@ int inspectModel(const std::string& dir, const std::string& config_path) {
     method << toString(config->finetune.method) << " (finetune.lora in " << config_path << ")";
   }
 
-  std::cout << "model: " << model_dir.string() << "\n";
+  std::cout << "model: " << model_dir.string()
+            << (hf.quantization == "bnb-nf4" ? " (bitsandbytes 4-bit NF4 checkpoint)" : "") << "\n";
   std::cout << "method: " << method.str() << "\n";
   if (lora) std::cout << "LoRA targets: " << targetsText(*lora) << "\n";
   if (config && config->finetune.method == FinetuneMethod::kQLora) {

@@ -178,6 +178,19 @@ TEST(ExportCommand, RefusesNonEmptyOutputWithoutForce) {
   EXPECT_TRUE(fs::exists(out / "keep.txt"));
 }
 
+// A QLoRA run exports an adapter (fp32, as PEFT keeps it) or a merged 16-bit model; options of
+// full model folders are refused for the adapter, naming the option and the method.
+TEST(ExportCommand, QloraRefusesFullFolderOptionsForItsAdapter) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  const auto config = dir.write("run.yaml", configText(dir.path().string(), "", "", "qlora"));
+  const auto out = dir.path() / "out";
+  auto r = trainer({"export", "--config", config.string(), "--out", out.string(), "--dtype", "bf16"});
+  EXPECT_EQ(r.exit_code, 2);
+  expectContains(r.output, {"--dtype", "an adapter is written in fp32"});
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST(ExportCommand, NoAdapterToExportNamesBothPlaces) {
   TempDir dir("loom-cmd");
   dir.write("config.json", kTinyConfigJson);
