@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <iterator>
 #include <optional>
 
 #include "loom/core/error.hpp"
@@ -22,25 +23,7 @@ namespace loom {
 namespace detail {
 namespace {
 
-// bitsandbytes' get_4bit_type("nf4"): quantiles of N(0, 1) normalised to [-1, 1].
-const std::vector<float> kNf4Levels = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
+const std::vector<float> kNf4Levels(std::begin(kNf4LevelTable.v), std::end(kNf4LevelTable.v));
 
 /// create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), op for op: fp32
 /// linspace boundaries, fp32 midpoints, scaled by a power of ten (a Python scalar, applied in

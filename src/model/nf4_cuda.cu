@@ -10,26 +10,6 @@
 namespace loom::detail {
 namespace {
 
-// bitsandbytes' NF4 levels (the same fp32 values as nf4.cpp).
-__constant__ float kLevels[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
-
 template <typename T>
 __device__ T fromFloat(float v);
 template <>
@@ -56,7 +36,7 @@ __global__ void absmaxKernel(const uint8_t* codes, const float* code, const floa
 
 template <typename T>
 __global__ void dequantizeKernel(const uint8_t* packed, const float* absmax, int64_t n,
-                                 int block_shift, T* out) {
+                                 int block_shift, Nf4LevelTable levels, T* out) {
   const int64_t bytes = (n + 1) / 2;
   for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < bytes;
        j += int64_t{gridDim.x} * blockDim.x) {
@@ -64,8 +44,8 @@ __global__ void dequantizeKernel(const uint8_t* packed, const float* absmax, int
     const int64_t i = 2 * j;
     // Both values of a byte share a block: blocks have an even size.
     const float scale = absmax[i >> block_shift];
-    out[i] = fromFloat<T>(__fmul_rn(kLevels[byte >> 4], scale));
-    if (i + 1 < n) out[i + 1] = fromFloat<T>(__fmul_rn(kLevels[byte & 0x0F], scale));
+    out[i] = fromFloat<T>(__fmul_rn(levels.v[byte >> 4], scale));
+    if (i + 1 < n) out[i + 1] = fromFloat<T>(__fmul_rn(levels.v[byte & 0x0F], scale));
   }
 }
 
@@ -93,15 +73,15 @@ int launchNf4Dequantize(const uint8_t* packed, const float* absmax, int64_t n, i
   auto s = static_cast<cudaStream_t>(stream);
   switch (type) {
     case Nf4OutType::kFloat:
-      dequantizeKernel<<<grid, kThreads, 0, s>>>(packed, absmax, n, shift,
+      dequantizeKernel<<<grid, kThreads, 0, s>>>(packed, absmax, n, shift, kNf4LevelTable,
                                                  static_cast<float*>(out));
       break;
     case Nf4OutType::kBFloat16:
-      dequantizeKernel<<<grid, kThreads, 0, s>>>(packed, absmax, n, shift,
+      dequantizeKernel<<<grid, kThreads, 0, s>>>(packed, absmax, n, shift, kNf4LevelTable,
                                                  static_cast<__nv_bfloat16*>(out));
       break;
     case Nf4OutType::kHalf:
-      dequantizeKernel<<<grid, kThreads, 0, s>>>(packed, absmax, n, shift,
+      dequantizeKernel<<<grid, kThreads, 0, s>>>(packed, absmax, n, shift, kNf4LevelTable,
                                                  static_cast<__half*>(out));
       break;
   }

@@ -8,6 +8,7 @@
 #include "loom/model/decoder.hpp"
 #include "loom/model/loss.hpp"
 #include "loom/model/nf4.hpp"
+#include "model_test_util.hpp"
 #include "support/gpu_test_support.hpp"
 
 namespace loom {
@@ -37,18 +38,12 @@ TEST(Nf4Gpu, DequantizationEqualsTheCpuBitForBit) {
   }
 }
 
-HfConfig tinyConfig() {
-  HfConfig c;
-  c.model_type = "qwen3";
-  c.vocab_size = 128;
+/// The tiny test model at twice its width (more than one NF4 block per row).
+HfConfig gpuConfig() {
+  HfConfig c = testing::tinyConfig();
   c.hidden_size = 128;
   c.intermediate_size = 256;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
   c.head_dim = 32;
-  c.max_position_embeddings = 128;
-  c.qk_norm = true;
   return c;
 }
 
@@ -80,7 +75,7 @@ TEST(Nf4Gpu, QloraStepInBf16MatchesTheCpuStep) {
   torch::manual_seed(2);
   DecoderOptions o;
   o.nf4_base = true;
-  CausalLm cpu(tinyConfig(), o);
+  CausalLm cpu(gpuConfig(), o);
   cpu.initRandom();
   for (auto& [path, proj] : cpu.projections()) {
     proj->enableLora(8, 2.0, 0.0, at::kFloat);
@@ -89,7 +84,7 @@ TEST(Nf4Gpu, QloraStepInBf16MatchesTheCpuStep) {
   }
   auto gpu = copyOf(cpu, c10::Device(c10::kCUDA, 0), at::kBFloat16);
   DecoderInput in;
-  in.tokens = torch::randint(128, {2, 64});
+  in.tokens = torch::randint(300, {2, 64});
   in.positions = torch::arange(64).repeat({2, 1});
   in.documents = (in.positions >= 40).to(torch::kLong);  // two documents per row
   const auto mask = torch::ones({2, 64}, torch::kUInt8);

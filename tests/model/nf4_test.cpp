@@ -16,6 +16,7 @@
 #include "loom/model/decoder.hpp"
 #include "loom/model/nf4.hpp"
 #include "loom/model/safetensors.hpp"
+#include "model_test_util.hpp"
 #include "support/test_support.hpp"
 
 namespace loom {
@@ -70,28 +71,13 @@ TEST(Nf4, LinearForwardAndInputGradientEqualThoseOfTheDequantizedWeight) {
   EXPECT_THROW(nf4Linear(x, q, bias.clone().requires_grad_(true)), Error);
 }
 
-HfConfig tinyConfig() {
-  HfConfig c;
-  c.model_type = "qwen3";
-  c.vocab_size = 50;
-  c.hidden_size = 64;
-  c.intermediate_size = 128;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 16;
-  c.max_position_embeddings = 64;
-  c.qk_norm = true;
-  return c;
-}
-
 TEST(Nf4, QuantizedProjectionsTrainLoraLikeFloatOnesHoldingTheDequantizedWeights) {
   torch::manual_seed(3);
   DecoderOptions nf4_options;
   nf4_options.nf4_base = true;
-  CausalLm q(tinyConfig(), nf4_options);
+  CausalLm q(testing::tinyConfig(), nf4_options);
   q.initRandom();
-  CausalLm f(tinyConfig(), DecoderOptions{});
+  CausalLm f(testing::tinyConfig(), DecoderOptions{});
   {
     torch::NoGradGuard no_grad;
     auto fp = f.named_parameters();
@@ -116,7 +102,7 @@ TEST(Nf4, QuantizedProjectionsTrainLoraLikeFloatOnesHoldingTheDequantizedWeights
     }
   }
   DecoderInput in;
-  in.tokens = torch::randint(50, {2, 9});
+  in.tokens = torch::randint(300, {2, 9});
   auto hq = q.hidden(in), hf = f.hidden(in);
   EXPECT_LE((hq - hf).abs().max().item<double>(), 1e-6);
   hq.pow(2).sum().backward();

@@ -13,6 +13,7 @@
 #include "loom/model/loss.hpp"
 #include "loom/model/memory.hpp"
 #include "loom/train/cpu_memory.hpp"
+#include "model/model_test_util.hpp"
 
 namespace loom {
 namespace {
@@ -30,9 +31,9 @@ TEST(CpuMemory, CountsAllocationsAndFrees) {
   EXPECT_GE(cpuPeakTensorBytes() - before, 4'000'000);
 }
 
+/// The tiny test model scaled up so that activations, not allocator noise, dominate.
 HfConfig mediumConfig() {
-  HfConfig c;
-  c.model_type = "qwen3";
+  HfConfig c = testing::tinyConfig();
   c.vocab_size = 8000;
   c.hidden_size = 512;
   c.intermediate_size = 1536;
@@ -40,8 +41,6 @@ HfConfig mediumConfig() {
   c.num_attention_heads = 8;
   c.num_key_value_heads = 4;
   c.head_dim = 64;
-  c.max_position_embeddings = 1024;
-  c.qk_norm = true;
   return c;
 }
 
