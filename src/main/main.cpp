@@ -63,21 +63,18 @@ std::optional<loom::Config> loadConfigCollectively(const loom::World& world, con
 /// Each rank's memory estimate against its device's free memory (collective).
 void printMemoryEstimate(const loom::World& world, const loom::Config& config,
                          const std::vector<loom::RankSettings>& ranks) {
-  const loom::RankSettings& me = ranks[world.rank()];
-  const int64_t free = me.onCuda() ? loom::cudaFreeMemoryBytes(std::stoi(me.device.substr(5))) : 0;
-  std::vector<int64_t> free_bytes;
-  for (const auto& f : world.allGather(std::to_string(free))) free_bytes.push_back(std::stoll(f));
-  if (!world.isRoot()) return;
-  std::vector<std::string> lines, warnings;
+  // Every rank reads the same model config: a bad model.path fails on all of them alike.
+  loom::WorldMemory memory;
   try {
-    loom::describeWorldMemory(config, ranks, free_bytes, lines, warnings);
+    memory = loom::gatherWorldMemory(world, config, ranks);
   } catch (const loom::InputError& e) {
-    std::printf("memory estimate: not available (%s)\n", e.what());
+    if (world.isRoot()) std::printf("memory estimate: not available (%s)\n", e.what());
     return;
   }
+  if (!world.isRoot()) return;
   std::printf("memory estimate per rank (tensors at the peak of a step; CUDA adds its context):\n");
-  for (const auto& line : lines) std::printf("  %s\n", line.c_str());
-  for (const auto& w : warnings) {
+  for (const auto& line : memory.lines) std::printf("  %s\n", line.c_str());
+  for (const auto& w : memory.warnings) {
     if (!w.empty()) std::printf("warning: %s\n", w.c_str());
   }
   std::fflush(stdout);

@@ -112,10 +112,7 @@ Nf4Weight readBnb4bit(const SafetensorsCheckpoint& checkpoint, const std::string
   LOOM_INPUT_CHECK(dtype == "float32" || dtype == "bfloat16" || dtype == "float16",
                    where << ": quant_state.dtype " << dtype.dump()
                          << " (expected \"float32\", \"bfloat16\" or \"float16\")");
-  const std::string dtype_name = dtype.get<std::string>();
-  w.dtype = dtype_name == "float32"    ? at::kFloat
-            : dtype_name == "bfloat16" ? at::kBFloat16
-                                       : at::kHalf;
+  // The dtype bitsandbytes would dequantize to; Loom dequantizes to each rank's compute dtype.
 
   const int64_t n = w.numel();
   const int64_t blocks = w.blocks();

@@ -55,6 +55,30 @@ std::string humanBytes(uint64_t n) {
   return buf;
 }
 
+/// InputError naming the checkpoint when `name` (of shape `shape`) is absent.
+void requirePresent(const SafetensorsCheckpoint& checkpoint, const std::string& name,
+                    const std::vector<int64_t>& shape) {
+  LOOM_INPUT_CHECK(checkpoint.contains(name),
+                   "checkpoint " << checkpoint.source().string() << ": missing tensor '" << name
+                                 << "' (shape " << at::IntArrayRef(shape) << ")");
+}
+
+/// The floating tensor `name`, checked against the shape config.json implies.
+at::Tensor floatingTensor(const SafetensorsCheckpoint& checkpoint, const std::string& name,
+                          const std::vector<int64_t>& shape) {
+  const auto& file = checkpoint.fileOf(name).path().string();
+  const auto& e = checkpoint.entry(name);
+  LOOM_INPUT_CHECK(at::isFloatingType(e.dtype),
+                   "checkpoint file " << file << ", tensor '" << name << "': dtype "
+                                      << safetensorsDtypeName(e.dtype)
+                                      << " where a floating dtype (F32, BF16, F16) was expected");
+  LOOM_INPUT_CHECK(at::IntArrayRef(e.shape) == at::IntArrayRef(shape),
+                   "checkpoint file " << file << ", tensor '" << name << "': shape "
+                                      << at::IntArrayRef(e.shape) << " where config.json implies "
+                                      << at::IntArrayRef(shape));
+  return checkpoint.tensor(name);
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -80,7 +104,8 @@ std::string dtypeName(at::ScalarType dtype) {
 }
 
 void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint) {
-  const std::string src = checkpoint.source().string();
+  using detail::floatingTensor;
+  using detail::requirePresent;
   std::set<std::string> used;
   at::NoGradGuard no_grad;
   const c10::Device device = model.options().device;
@@ -91,25 +116,13 @@ void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint) {
     if (!proj->quantized()) continue;
     const std::string name = path + ".weight";
     const std::vector<int64_t> shape{proj->outFeatures(), proj->inFeatures()};
-    LOOM_INPUT_CHECK(checkpoint.contains(name), "checkpoint " << src << ": missing tensor '" << name
-                                                              << "' (shape "
-                                                              << at::IntArrayRef(shape) << ")");
+    requirePresent(checkpoint, name, shape);
     if (isBnb4bitTensor(checkpoint, name)) {
       proj->setNf4(readBnb4bit(checkpoint, name, shape).to(device));
       for (const auto& key : bnb4bitKeys(checkpoint, name)) used.insert(key);
       continue;
     }
-    const auto& e = checkpoint.entry(name);
-    const auto& file = checkpoint.fileOf(name).path().string();
-    LOOM_INPUT_CHECK(at::isFloatingType(e.dtype),
-                     "checkpoint file " << file << ", tensor '" << name << "': dtype "
-                                        << safetensorsDtypeName(e.dtype)
-                                        << " where a floating dtype (F32, BF16, F16) was expected");
-    LOOM_INPUT_CHECK(at::IntArrayRef(e.shape) == at::IntArrayRef(shape),
-                     "checkpoint file " << file << ", tensor '" << name << "': shape "
-                                        << at::IntArrayRef(e.shape) << " where config.json implies "
-                                        << at::IntArrayRef(shape));
-    proj->setNf4(quantizeNf4(checkpoint.tensor(name)).to(device));
+    proj->setNf4(quantizeNf4(floatingTensor(checkpoint, name, shape)).to(device));
     used.insert(name);
   }
   for (auto& item : model.named_parameters(/*recurse=*/true)) {
@@ -118,26 +131,15 @@ void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint) {
       continue;
     }
     auto& param = item.value();
-    LOOM_INPUT_CHECK(checkpoint.contains(name), "checkpoint " << src << ": missing tensor '" << name
-                                                              << "' (shape " << param.sizes()
-                                                              << ")");
+    const std::vector<int64_t> shape = param.sizes().vec();
+    requirePresent(checkpoint, name, shape);
     if (isBnb4bitTensor(checkpoint, name)) {
       // A 4-bit checkpoint under LoRA, full fine-tuning or export: its dequantized values.
-      param.copy_(dequantizeNf4(readBnb4bit(checkpoint, name, param.sizes().vec()), at::kFloat));
+      param.copy_(dequantizeNf4(readBnb4bit(checkpoint, name, shape), at::kFloat));
       for (const auto& key : bnb4bitKeys(checkpoint, name)) used.insert(key);
       continue;
     }
-    const auto& file = checkpoint.fileOf(name).path().string();
-    const auto& e = checkpoint.entry(name);
-    LOOM_INPUT_CHECK(at::isFloatingType(e.dtype),
-                     "checkpoint file " << file << ", tensor '" << name << "': dtype "
-                                        << safetensorsDtypeName(e.dtype)
-                                        << " where a floating dtype (F32, BF16, F16) was expected");
-    LOOM_INPUT_CHECK(at::IntArrayRef(e.shape) == param.sizes(),
-                     "checkpoint file " << file << ", tensor '" << name << "': shape "
-                                        << at::IntArrayRef(e.shape) << " where config.json implies "
-                                        << param.sizes());
-    param.copy_(checkpoint.tensor(name));
+    param.copy_(floatingTensor(checkpoint, name, shape));
     used.insert(name);
   }
   for (const auto& name : checkpoint.names()) {

@@ -208,14 +208,6 @@ int64_t Nf4Weight::numel() const {
   return n;
 }
 
-uint64_t Nf4Weight::bytes() const {
-  uint64_t total = 0;
-  for (const auto* t : {&packed, &absmax, &nested_absmax, &nested_code}) {
-    if (t->defined()) total += t->nbytes();
-  }
-  return total;
-}
-
 Nf4Weight Nf4Weight::to(c10::Device device) const {
   Nf4Weight out = *this;
   for (auto* t : {&out.packed, &out.absmax, &out.nested_absmax, &out.nested_code}) {
@@ -284,7 +276,6 @@ Nf4Weight quantizeNf4(const at::Tensor& weight, bool double_quant, int64_t block
   w.packed = packed;
   w.shape = weight.sizes().vec();
   w.blocksize = blocksize;
-  w.dtype = weight.scalar_type();
   if (!double_quant) {
     w.absmax = absmax;
     return w;

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <string>
 
+#include "loom/comm/device.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/log.hpp"
 #include "loom/model/hf_config.hpp"
@@ -140,15 +141,19 @@ MemoryPlan memoryPlan(const Config& config, const RankSettings& settings) {
   return plan;
 }
 
-void describeWorldMemory(const Config& config, const std::vector<RankSettings>& ranks,
-                         const std::vector<int64_t>& free_bytes, std::vector<std::string>& lines,
-                         std::vector<std::string>& warnings) {
+WorldMemory describeWorldMemory(const Config& config, const std::vector<RankSettings>& ranks,
+                                const std::vector<int64_t>& free_bytes) {
   const HfConfig hf = loadHfConfig(config.model.path);
+  WorldMemory out;
+  auto& lines = out.lines;
+  auto& warnings = out.warnings;
   for (size_t i = 0; i < ranks.size(); ++i) {
     const RankSettings& r = ranks[i];
     const MemoryPlan plan = memoryPlan(config, r);
     const MemoryEstimateBytes m = estimateRankMemory(hf, plan);
     const int64_t free = i < free_bytes.size() ? free_bytes[i] : 0;
+    out.estimates.push_back(m);
+    out.free_bytes.push_back(free);
     std::ostringstream line;
     line << "rank " << r.rank << " (" << r.device << (r.gpu_name.empty() ? "" : " " + r.gpu_name)
          << "): " << describeRankMemory(m, plan);
@@ -169,6 +174,16 @@ void describeWorldMemory(const Config& config, const std::vector<RankSettings>& 
       warnings.back() = w.str();
     }
   }
+  return out;
+}
+
+WorldMemory gatherWorldMemory(const World& world, const Config& config,
+                              const std::vector<RankSettings>& ranks) {
+  const RankSettings& me = ranks[world.rank()];
+  const int64_t free = me.onCuda() ? cudaFreeMemoryBytes(std::stoi(me.device.substr(5))) : 0;
+  std::vector<int64_t> free_bytes;
+  for (const auto& f : world.allGather(std::to_string(free))) free_bytes.push_back(std::stoll(f));
+  return describeWorldMemory(config, ranks, free_bytes);
 }
 
 }  // namespace loom

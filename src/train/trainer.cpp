@@ -192,26 +192,20 @@ class Trainer {
   void estimateMemory() {
     checkModelFolder(config_);
     checkAdapterFolder(config_);
-    const int64_t free = device_.is_cuda() ? cudaFreeMemoryBytes(device_.index()) : 0;
-    std::vector<int64_t> free_bytes;
-    for (const auto& f : world_.allGather(std::to_string(free))) {
-      free_bytes.push_back(std::stoll(f));
-    }
-    std::vector<std::string> lines, warnings;
-    describeWorldMemory(config_, all_settings_, free_bytes, lines, warnings);
-    const HfConfig hf = loadHfConfig(config_.model.path);
-    for (const auto& r : all_settings_) {
-      const MemoryEstimateBytes m = estimateRankMemory(hf, memoryPlan(config_, r));
-      memory_estimate_.push_back({{"rank", r.rank},
+    const WorldMemory memory = gatherWorldMemory(world_, config_, all_settings_);
+    for (size_t k = 0; k < memory.estimates.size(); ++k) {
+      const MemoryEstimateBytes& m = memory.estimates[k];
+      memory_estimate_.push_back({{"rank", all_settings_[k].rank},
                                   {"base_bytes", m.base_weights},
                                   {"tensors_bytes", m.tensors()},
                                   {"total_bytes", m.total()},
-                                  {"free_bytes", free_bytes[r.rank]}});
+                                  {"free_bytes", memory.free_bytes[k]}});
     }
     if (world_.isRoot()) {
-      for (const auto& line : lines) LOOM_INFO("memory estimate: " << line);
+      for (const auto& line : memory.lines) LOOM_INFO("memory estimate: " << line);
     }
-    if (!warnings[world_.rank()].empty()) LOOM_WARN("memory: " << warnings[world_.rank()]);
+    const std::string& warning = memory.warnings[world_.rank()];
+    if (!warning.empty()) LOOM_WARN("memory: " << warning);
   }
 
   void setupModel() {

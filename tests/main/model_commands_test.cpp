@@ -185,7 +185,8 @@ TEST(ExportCommand, QloraRefusesFullFolderOptionsForItsAdapter) {
   dir.write("config.json", kTinyConfigJson);
   const auto config = dir.write("run.yaml", configText(dir.path().string(), "", "", "qlora"));
   const auto out = dir.path() / "out";
-  auto r = trainer({"export", "--config", config.string(), "--out", out.string(), "--dtype", "bf16"});
+  auto r =
+      trainer({"export", "--config", config.string(), "--out", out.string(), "--dtype", "bf16"});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"--dtype", "an adapter is written in fp32"});
   EXPECT_FALSE(fs::exists(out));

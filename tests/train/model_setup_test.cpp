@@ -30,8 +30,12 @@ TEST(ModelSetup, MemoryReportWarnsTheRankThatDoesNotFit) {
   small.host = "ws";
   small.gpu_name = "GTX 1050 Ti";
   small.dtype = DType::kFP32;
-  std::vector<std::string> lines, warnings;
-  describeWorldMemory(config, {big, small}, {int64_t{80} << 30, int64_t{4} << 30}, lines, warnings);
+  const WorldMemory memory =
+      describeWorldMemory(config, {big, small}, {int64_t{80} << 30, int64_t{4} << 30});
+  const auto& lines = memory.lines;
+  const auto& warnings = memory.warnings;
+  ASSERT_EQ(memory.estimates.size(), 2u);
+  EXPECT_EQ(memory.free_bytes[1], int64_t{4} << 30);
   ASSERT_EQ(lines.size(), 2u);
   ASSERT_EQ(warnings.size(), 2u);
   std::cout << lines[0] << "\n" << lines[1] << "\n" << warnings[1] << "\n";

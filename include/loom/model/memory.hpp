@@ -51,8 +51,8 @@ struct MemoryEstimateBytes {
 /// The estimate for `config` run with `plan`.
 MemoryEstimateBytes estimateRankMemory(const HfConfig& config, const MemoryPlan& plan);
 
-/// "base 0.93 GiB (nf4) + trainable 0.20 GiB + activations 1.05 GiB (checkpointed) + loss
-/// 0.15 GiB + ... = 2.51 GiB" for a log line.
+/// "base 1.26 GiB (nf4), trainable 267.0 MiB, activations 1.08 GiB (4 x 2048, checkpointed),
+/// then the larger of loss chunk ... and backward ...; CUDA context ~... = 6.08 GiB".
 std::string describeRankMemory(const MemoryEstimateBytes& m, const MemoryPlan& plan);
 
 /// "1.23 GiB", or "12.3 MiB" below a GiB.

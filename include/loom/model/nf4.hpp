@@ -36,14 +36,11 @@ struct Nf4Weight {
   std::vector<int64_t> shape;  ///< the weight's shape, [out, in] for a linear layer
   int64_t blocksize = kNf4BlockSize;
   int64_t nested_blocksize = kNf4NestedBlockSize;
-  at::ScalarType dtype = at::kFloat;  ///< dtype of the weight that was quantized
 
   bool doubleQuantized() const { return nested_absmax.defined(); }
   int64_t numel() const;
   int64_t blocks() const { return (numel() + blocksize - 1) / blocksize; }
   c10::Device device() const { return packed.device(); }
-  /// Bytes of storage (packed codes, absmax and second-level statistics).
-  uint64_t bytes() const;
   /// The same weight with every tensor on `device`.
   Nf4Weight to(c10::Device device) const;
 };

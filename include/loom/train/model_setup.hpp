@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "loom/comm/rank_settings.hpp"
+#include "loom/comm/world.hpp"
 #include "loom/config/config.hpp"
 #include "loom/model/decoder.hpp"
 #include "loom/model/lora.hpp"
@@ -54,13 +55,23 @@ void checkAdapterFolder(const Config& config);
 /// when one is set).
 MemoryPlan memoryPlan(const Config& config, const RankSettings& settings);
 
-/// The memory estimate of every rank, one line each, and a warning text for each rank whose
-/// estimate exceeds `free_bytes[rank]` (0: unknown, e.g. a CPU rank), naming the rank, the
-/// numbers and what to change. `lines` and `warnings` get one entry per rank, in rank order
-/// (a warning is empty where the estimate fits).
-void describeWorldMemory(const Config& config, const std::vector<RankSettings>& ranks,
-                         const std::vector<int64_t>& free_bytes, std::vector<std::string>& lines,
-                         std::vector<std::string>& warnings);
+/// Every rank's memory estimate, in rank order.
+struct WorldMemory {
+  std::vector<MemoryEstimateBytes> estimates;
+  std::vector<int64_t> free_bytes;  ///< free device memory; 0: unknown (a CPU rank)
+  std::vector<std::string> lines;   ///< one readable line a rank
+  /// Empty where the estimate fits; else names the rank, the numbers and what to change.
+  std::vector<std::string> warnings;
+};
+
+/// The estimates of `ranks` against `free_bytes[rank]`.
+WorldMemory describeWorldMemory(const Config& config, const std::vector<RankSettings>& ranks,
+                                const std::vector<int64_t>& free_bytes);
+
+/// Collective (every rank must call): gathers each rank's free device memory (its CUDA
+/// device's, 0 on the CPU) and describes the world.
+WorldMemory gatherWorldMemory(const World& world, const Config& config,
+                              const std::vector<RankSettings>& ranks);
 
 /// Loads model.path on `device` in `dtype` and applies the configured fine-tuning (see the
 /// top of this file).
