@@ -492,7 +492,8 @@ MicroBatch assembleWith(const PlannedMicroBatch& planned, const SampleBatch& dat
   const auto cells = static_cast<size_t>(mb.rows * mb.width);
   mb.tokens.assign(cells, pad_id);
   mb.positions.assign(cells, 0);
-  mb.segment_ids.assign(cells, 0);
+  mb.documents.assign(cells, 0);
+  mb.cu_seqlens.assign(1, 0);
   mb.loss_mask.assign(cells, 0);
   mb.labels.assign(cells, kIgnoreLabel);
   for (int64_t r = 0; r < mb.rows; ++r) {
@@ -520,7 +521,7 @@ MicroBatch assembleWith(const PlannedMicroBatch& planned, const SampleBatch& dat
         const auto cell = static_cast<size_t>(base + p);
         mb.tokens[cell] = tokens[p];
         mb.positions[cell] = static_cast<int32_t>(p);
-        mb.segment_ids[cell] = segment_id;
+        mb.documents[cell] = segment_id;
         // The document's first token has no context inside the document: never a target.
         if (p > 0 && mask[p] != 0) {
           mb.loss_mask[cell] = 1;
@@ -535,7 +536,22 @@ MicroBatch assembleWith(const PlannedMicroBatch& planned, const SampleBatch& dat
       mb.num_tokens += segment.length;
       mb.num_loss_tokens += targets;
       column += segment.length;
+      mb.cu_seqlens.push_back(static_cast<int32_t>(r * mb.width + column));
+      mb.max_seqlen = std::max(mb.max_seqlen, segment.length);
     }
+    if (row.segments.size() > 1) mb.one_document_per_row = false;
+    if (column < mb.width) {  // the padding tail: a sequence of its own
+      mb.cu_seqlens.push_back(static_cast<int32_t>((r + 1) * mb.width));
+      mb.max_seqlen = std::max(mb.max_seqlen, mb.width - column);
+    }
+  }
+  // Ascending cell order: the order in which the loss sums its terms.
+  mb.target_positions.reserve(static_cast<size_t>(mb.num_loss_tokens));
+  mb.targets.reserve(static_cast<size_t>(mb.num_loss_tokens));
+  for (size_t cell = 0; cell < cells; ++cell) {
+    if (mb.labels[cell] == kIgnoreLabel) continue;
+    mb.target_positions.push_back(static_cast<int64_t>(cell));
+    mb.targets.push_back(mb.labels[cell]);
   }
   return mb;
 }

@@ -44,20 +44,6 @@ at::Tensor rotateHalf(const at::Tensor& x) {
   return at::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
 }
 
-/// Where attention happens. On CPU (and on GPU until the varlen kernel lands) this is SDPA
-/// with a boolean mask when rows are packed, or SDPA's causal path when they are not.
-/// A flash-attention varlen path plugs in here: it wants cumulative document lengths
-/// (cu_seqlens) derived from `documents` instead of a [T, T] mask.
-at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const at::Tensor& mask, double scale) {
-  // q [B, Hq, T, D], k/v [B, Hkv, T, D], mask [B, 1, T, T] bool or undefined
-  const bool gqa = q.size(1) != k.size(1);
-  if (mask.defined()) {
-    return at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false, scale, gqa);
-  }
-  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, gqa);
-}
-
 class Attention : public torch::nn::Module {
  public:
   Attention(const HfConfig& c, const at::TensorOptions& options, bool nf4)
@@ -84,25 +70,23 @@ class Attention : public torch::nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const at::Tensor& mask) {
+                     const AttentionInputs& attention) {
     // x [B, T, hidden]; cos/sin [B, T, D]
     const int64_t b = x.size(0), t = x.size(1);
-    auto q = q_proj->forward(x).view({b, t, heads_, head_dim_});     // [B, T, Hq, D]
-    auto k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_});  // [B, T, Hkv, D]
-    auto v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_});  // [B, T, Hkv, D]
+    // One read of x for the three projections' LoRA A factors.
+    auto qkv = projectShared(x, {q_proj.get(), k_proj.get(), v_proj.get()});
+    auto q = qkv[0].view({b, t, heads_, head_dim_});     // [B, T, Hq, D]
+    auto k = qkv[1].view({b, t, kv_heads_, head_dim_});  // [B, T, Hkv, D]
+    auto v = qkv[2].view({b, t, kv_heads_, head_dim_});  // [B, T, Hkv, D]
     if (q_norm) {
       q = q_norm->forward(q);
       k = k_norm->forward(k);
     }
-    q = q.transpose(1, 2);                                  // [B, Hq, T, D]
-    k = k.transpose(1, 2);                                  // [B, Hkv, T, D]
-    v = v.transpose(1, 2);                                  // [B, Hkv, T, D]
-    const auto c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // [B, 1, T, D]
+    const auto c = cos.unsqueeze(2), s = sin.unsqueeze(2);  // [B, T, 1, D]
     q = q * c + rotateHalf(q) * s;
     k = k * c + rotateHalf(k) * s;
-    auto out = attend(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
-    out = out.transpose(1, 2).reshape({b, t, heads_ * head_dim_});  // [B, T, Hq * D]
-    return o_proj->forward(out);
+    auto out = attend(attention, q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+    return o_proj->forward(out.reshape({b, t, heads_ * head_dim_}));  // [B, T, Hq * D]
   }
 
   std::shared_ptr<Projection> q_proj, k_proj, v_proj, o_proj;
@@ -127,7 +111,8 @@ class Mlp : public torch::nn::Module {
         std::make_shared<Projection>(c.intermediate_size, c.hidden_size, bias, options, nf4));
   }
   at::Tensor forward(const at::Tensor& x) {
-    return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+    auto gate_up = projectShared(x, {gate_proj.get(), up_proj.get()});
+    return down_proj->forward(at::silu(gate_up[0]) * gate_up[1]);
   }
   std::shared_ptr<Projection> gate_proj, up_proj, down_proj;
 };
@@ -144,8 +129,8 @@ class DecoderLayer : public torch::nn::Module {
     mlp = register_module("mlp", std::make_shared<Mlp>(c, options, nf4));
   }
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const at::Tensor& mask) {
-    auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask);
+                     const AttentionInputs& attention) {
+    auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, attention);
     return h + mlp->forward(post_attention_layernorm->forward(h));
   }
   std::shared_ptr<RmsNorm> input_layernorm, post_attention_layernorm;
@@ -182,19 +167,21 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin,
-                            const std::optional<at::Tensor>& mask, DecoderLayer* layer) {
+                            const AttentionInputs* attention, DecoderLayer* layer) {
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     auto gen = at::globalContext().defaultGenerator(x.device());
     {
       std::lock_guard<std::mutex> lock(gen.mutex());
       ctx->saved_data["rng"] = gen.get_state();
     }
-    // An optional mask: autograd refuses undefined tensors among a Function's inputs.
-    const at::Tensor m = mask.has_value() ? *mask : at::Tensor();
     ctx->save_for_backward({x, cos, sin});
-    if (m.defined()) ctx->saved_data["mask"] = m;
+    // The attention inputs outlive the forward call only through what is saved here.
+    ctx->saved_data["attention"] = static_cast<int64_t>(attention->backend);
+    if (attention->mask.defined()) ctx->saved_data["mask"] = attention->mask;
+    if (attention->cu_seqlens.defined()) ctx->saved_data["cu_seqlens"] = attention->cu_seqlens;
+    ctx->saved_data["max_seqlen"] = attention->max_seqlen;
     at::NoGradGuard no_grad;
-    return layer->forward(x, cos, sin, m);
+    return layer->forward(x, cos, sin, *attention);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -202,6 +189,13 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     auto* layer = reinterpret_cast<DecoderLayer*>(ctx->saved_data["layer"].toInt());
     const auto saved = ctx->get_saved_variables();
     auto x = saved[0].detach().requires_grad_(true);
+    AttentionInputs attention;
+    attention.backend = static_cast<AttentionBackend>(ctx->saved_data["attention"].toInt());
+    if (ctx->saved_data.count("mask")) attention.mask = ctx->saved_data["mask"].toTensor();
+    if (ctx->saved_data.count("cu_seqlens")) {
+      attention.cu_seqlens = ctx->saved_data["cu_seqlens"].toTensor();
+    }
+    attention.max_seqlen = ctx->saved_data["max_seqlen"].toInt();
     auto gen = at::globalContext().defaultGenerator(x.device());
     at::Tensor rng_now;
     {
@@ -212,9 +206,7 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     at::Tensor out;
     {
       at::AutoGradMode enable_grad(true);
-      const auto it = ctx->saved_data.find("mask");
-      const at::Tensor mask = it == ctx->saved_data.end() ? at::Tensor() : it->second.toTensor();
-      out = layer->forward(x, saved[1], saved[2], mask);
+      out = layer->forward(x, saved[1], saved[2], attention);
     }
     {
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -253,14 +245,21 @@ void Projection::setNf4(Nf4Weight weight) {
   nf4_ = std::move(weight);
 }
 
-at::Tensor Projection::forward(const at::Tensor& x) {
-  at::Tensor y;  // [..., out]
+at::Tensor Projection::baseForward(const at::Tensor& x) {
   if (quantized_) {
     LOOM_CHECK(nf4_.packed.defined(), "NF4 projection used before its weight was loaded");
-    y = nf4Linear(x, nf4_, bias_);
-  } else {
-    y = at::linear(x, weight_, bias_);
+    return nf4Linear(x, nf4_, bias_);
   }
+  return at::linear(x, weight_, bias_);
+}
+
+bool Projection::loraWithoutDropout() const {
+  return hasLora() && (lora_dropout_ == 0.0 || !is_training());
+}
+
+at::Tensor Projection::forward(const at::Tensor& x) {
+  if (loraWithoutDropout()) return projectShared(x, {this})[0];
+  at::Tensor y = baseForward(x);  // [..., out]
   if (!lora_a_.defined()) return y;
   // PEFT: x is cast to the adapter dtype, the branch is added to the base result (promoting
   // to the wider dtype) and the sum is cast back to the base result's dtype.
@@ -268,6 +267,50 @@ at::Tensor Projection::forward(const at::Tensor& x) {
   if (lora_dropout_ > 0.0 && is_training()) xl = at::dropout(xl, lora_dropout_, /*train=*/true);
   auto delta = at::linear(at::linear(xl, lora_a_), lora_b_) * lora_scaling_;  // [..., out]
   return (y + delta).to(y.scalar_type());
+}
+
+std::vector<at::Tensor> projectShared(const at::Tensor& x, const std::vector<Projection*>& projs) {
+  // x [..., in]
+  std::vector<at::Tensor> out(projs.size());
+  std::vector<size_t> fused;  // projections whose branch runs here
+  for (size_t i = 0; i < projs.size(); ++i) {
+    if (projs[i]->loraWithoutDropout()) {
+      fused.push_back(i);
+      out[i] = projs[i]->baseForward(x);
+    } else {
+      out[i] = projs[i]->forward(x);  // no LoRA, or PEFT's own dropout mask per projection
+    }
+  }
+  if (fused.empty()) return out;
+  const auto dtype = out[fused[0]].scalar_type();  // the base result's: the compute dtype
+  const bool narrow = dtype != projs[fused[0]]->loraA().scalar_type();
+  if (fused.size() == 1 && !narrow) {
+    // fp32 everywhere: PEFT's order of operations exactly.
+    Projection& p = *projs[fused[0]];
+    auto delta = at::linear(at::linear(x, p.loraA()), p.loraB()) * p.loraScaling();
+    out[fused[0]] = (out[fused[0]] + delta).to(dtype);
+    return out;
+  }
+  // The A factors of every fused projection in one product, so x is read once:
+  // [..., r1 + r2 + ...]. In the compute dtype: a 16-bit copy of the fp32 adapter weights,
+  // cast in the graph (their gradients return to the fp32 parameters).
+  std::vector<at::Tensor> as;
+  for (size_t i : fused) as.push_back(projs[i]->loraA());
+  const auto a = (as.size() == 1 ? as[0] : at::cat(as, 0)).to(dtype);  // [sum r, in]
+  const auto xa = at::linear(x.to(dtype), a);                          // [..., sum r]
+  const int64_t rows = xa.numel() / xa.size(-1);
+  int64_t from = 0;
+  for (size_t i : fused) {
+    Projection& p = *projs[i];
+    const int64_t r = p.loraA().size(0);
+    const auto xa_i = xa.reshape({rows, xa.size(-1)}).slice(1, from, from + r);  // [N, r]
+    from += r;
+    auto y = out[i].reshape({rows, p.outFeatures()});  // [N, out]
+    // y + scaling * xa_i B^T in one kernel.
+    y = at::addmm(y, xa_i, p.loraB().to(dtype).t(), /*beta=*/1, /*alpha=*/p.loraScaling());
+    out[i] = y.view(out[i].sizes());
+  }
+  return out;
 }
 
 void Projection::enableLora(int64_t rank, double scaling, double dropout,
@@ -304,7 +347,7 @@ void Projection::mergeLora() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rotary tables and masks
+// Rotary tables
 
 at::Tensor ropeInverseFrequencies(const HfConfig& config) {
   const int64_t dim = config.head_dim;
@@ -326,14 +369,6 @@ at::Tensor ropeInverseFrequencies(const HfConfig& config) {
   auto is_medium =
       (wavelen < high_freq_wavelen).logical_not() & (wavelen > low_freq_wavelen).logical_not();
   return at::where(is_medium, smoothed, scaled);
-}
-
-at::Tensor packedCausalMask(const at::Tensor& documents) {
-  // documents [B, T]
-  const int64_t t = documents.size(1);
-  auto same = documents.unsqueeze(2) == documents.unsqueeze(1);                 // [B, T, T]
-  auto causal = at::ones({t, t}, documents.options().dtype(at::kBool)).tril();  // [T, T]
-  return (same & causal).unsqueeze(1);                                          // [B, 1, T, T]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,12 +407,14 @@ at::Tensor CausalLm::hidden(const DecoderInput& input) {
                              .expand({b, t});  // [B, T]
   LOOM_CHECK(positions.sizes() == tokens.sizes(),
              "positions " << positions.sizes() << " must match tokens " << tokens.sizes());
-  at::Tensor mask;
   if (input.documents.defined()) {
     LOOM_CHECK(input.documents.sizes() == tokens.sizes(),
                "documents " << input.documents.sizes() << " must match tokens " << tokens.sizes());
-    mask = packedCausalMask(input.documents.to(device));  // [B, 1, T, T]
   }
+  // Made once, shared by every layer: the mask, or the varlen kernels' document lengths.
+  const AttentionInputs attention =
+      prepareAttention(options_.attention, input.documents, input.cu_seqlens, input.max_seqlen,
+                       input.one_document_per_row, device);
 
   auto x = at::embedding(body_->embed_tokens->weight, tokens.to(device));  // [B, T, hidden]
   // Like transformers' rotary embedding: fp32 angles, tables cast to the activation dtype.
@@ -394,11 +431,8 @@ at::Tensor CausalLm::hidden(const DecoderInput& input) {
     x = x.detach().requires_grad_(true);
   }
   for (auto& layer : body_->layers) {
-    x = checkpoint
-            ? detail::CheckpointedLayer::apply(
-                  x, cos, sin, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
-                  layer.get())
-            : layer->forward(x, cos, sin, mask);
+    x = checkpoint ? detail::CheckpointedLayer::apply(x, cos, sin, &attention, layer.get())
+                   : layer->forward(x, cos, sin, attention);
   }
   return body_->norm->forward(x);
 }

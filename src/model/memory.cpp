@@ -86,22 +86,26 @@ MemoryEstimateBytes estimateRankMemory(const HfConfig& c, const MemoryPlan& plan
   // Autograd saves a tensor only where some input of the op needs a gradient: with a frozen
   // base, norm weights and projections keep nothing of their own; the LoRA branch keeps its
   // input (in fp32: a copy per projection below fp32, the shared tensor at fp32) and x A.
+  // Without dropout the branches run in the compute dtype from the shared input (decoder's
+  // projectShared): they keep that input once and x A in the dtype.
   const double dropout_bytes = plan.lora && plan.lora->dropout > 0 ? 5.0 : 0.0;  // mask + copy
+  const bool fused = plan.lora && plan.lora->dropout == 0;
   const bool full = !plan.lora;
   double per_token = 0;
   bool attn_in = false, o_in = false, mlp_in = false, down_in = false;
   for (const auto& sh : shapes) {
     if (!targeted(sh.name)) continue;
-    per_token += (wide ? 0.0 : 4.0 * sh.in) + 4.0 * rank + dropout_bytes * sh.in;
+    per_token += fused ? static_cast<double>(s) * rank
+                       : (wide ? 0.0 : 4.0 * sh.in) + 4.0 * rank + dropout_bytes * sh.in;
     const std::string n = sh.name;
     attn_in |= n == "q_proj" || n == "k_proj" || n == "v_proj";
     o_in |= n == "o_proj";
     mlp_in |= n == "gate_proj" || n == "up_proj";
     down_in |= n == "down_proj";
   }
-  if (wide)
-    per_token +=
-        4.0 * ((attn_in ? h : 0) + (o_in ? q : 0) + (mlp_in ? h : 0) + (down_in ? inter : 0));
+  if (wide || fused)
+    per_token += static_cast<double>(s) *
+                 ((attn_in ? h : 0) + (o_in ? q : 0) + (mlp_in ? h : 0) + (down_in ? inter : 0));
   const double norm = 4.0 * h;                 // RMSNorm keeps x in fp32 (for its own backward)
   per_token += 2 * norm;                       // input and post-attention norms
   if (c.qk_norm) per_token += 4.0 * (q + kv);  // q/k norms: their fp32 inputs
@@ -128,17 +132,21 @@ MemoryEstimateBytes estimateRankMemory(const HfConfig& c, const MemoryPlan& plan
   m.activations = static_cast<uint64_t>(saved + mask + head);
   m.backward = static_cast<uint64_t>(working + (plan.gradient_checkpointing ? layer_bytes : 0));
 
-  // The chunked loss: [chunk, V] logits in the dtype, their fp32 copy and logsumexp's fp32
-  // temporary in forward (backward's fp32 softmax and 16-bit copy need less).
+  // The chunked loss makes its gradients in forward: [chunk, V] logits in the dtype, their
+  // fp32 copy (turned into the softmax difference in place), logsumexp's fp32 temporary and
+  // the difference in the dtype; hidden's gradient [targets, H] in the dtype is kept for
+  // backward (at most one per token).
   const double chunk = static_cast<double>(std::min<int64_t>(
       plan.loss_chunk_tokens, std::max<int64_t>(1, plan.micro_batch * plan.seq_len)));
-  m.loss = static_cast<uint64_t>(chunk * v * ((wide ? 0.0 : s) + 8.0));
+  m.loss = static_cast<uint64_t>(chunk * v * ((wide ? 0.0 : 2.0 * s) + 8.0) + tokens * s * h);
   if (!plan.lora) {
-    // Full fine-tuning: the loss accumulates lm_head's gradient in an fp32 [V, H] buffer, plus
-    // one chunk's [V, H] product at a time. Tied to the embedding, autograd holds that gradient
-    // until the embedding's dense one arrives and sums the two into another [V, H] tensor.
+    // Full fine-tuning: forward also accumulates lm_head's gradient in an fp32 [V, H] buffer,
+    // plus one chunk's [V, H] product at a time, and keeps the buffer until backward. Tied to
+    // the embedding, autograd holds that gradient until the embedding's dense one arrives
+    // and sums the two into another [V, H] tensor.
     const uint64_t vh = static_cast<uint64_t>(v) * h;
-    m.transient += vh * 8 + (c.tie_word_embeddings ? 2 * vh * s : 0);
+    m.loss += vh * 8;
+    m.transient += vh * 4 + (c.tie_word_embeddings ? 2 * vh * s : 0);
   }
 
   // CUDA context, cuBLAS workspaces and the kernels' images: not in the allocator's peak.

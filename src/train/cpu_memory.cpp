@@ -2,6 +2,7 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 
 #include <atomic>
 #include <cstring>
@@ -22,31 +23,34 @@ void add(int64_t n) {
   }
 }
 
+/// Counts the bytes of every CPU allocation. Each block carries its size in a header before
+/// the data, so the data pointer is its own context: raw_allocate() (which some CPU kernels
+/// use, e.g. fp16 matrix products) requires that.
 class CountingAllocator final : public c10::Allocator {
  public:
-  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
-
   c10::DataPtr allocate(size_t n) override {
-    auto* ctx = new Context{base_->allocate(n), static_cast<int64_t>(n)};
-    add(ctx->bytes);
-    return {ctx->inner.get(), ctx, &release, c10::Device(c10::kCPU)};
+    auto* raw = static_cast<char*>(c10::alloc_cpu(n + kHeader));
+    *reinterpret_cast<int64_t*>(raw) = static_cast<int64_t>(n);
+    add(static_cast<int64_t>(n));
+    void* data = raw + kHeader;
+    return {data, data, &release, c10::Device(c10::kCPU)};
   }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     std::memcpy(dest, src, count);
   }
 
  private:
-  struct Context {
-    c10::DataPtr inner;
-    int64_t bytes;
-  };
-  static void release(void* p) {
-    auto* ctx = static_cast<Context*>(p);
-    g_current.fetch_sub(ctx->bytes);
-    delete ctx;  // frees through the wrapped allocator's deleter
+  // Keeps the data at the 64-byte alignment alloc_cpu gives the block.
+  static constexpr size_t kHeader = 64;
+  static void release(void* data) {
+    if (!data) return;
+    auto* raw = static_cast<char*>(data) - kHeader;
+    g_current.fetch_sub(*reinterpret_cast<int64_t*>(raw));
+    c10::free_cpu(raw);
   }
-  c10::Allocator* base_;
 };
 
 }  // namespace
@@ -56,7 +60,7 @@ void trackCpuTensorMemory() {
   static std::once_flag once;
   std::call_once(once, [] {
     // Never destroyed: tensors may outlive any scope that would own it.
-    static auto* allocator = new detail::CountingAllocator(c10::GetCPUAllocator());
+    static auto* allocator = new detail::CountingAllocator();
     c10::SetCPUAllocator(allocator, /*priority=*/100);
     detail::g_installed = true;
   });

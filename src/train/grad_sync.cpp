@@ -173,19 +173,27 @@ void GradSync::reduce(double divisor) {
   last_micro_batch_ = false;
 }
 
-double GradSync::gradNorm() const {
+at::Tensor GradSync::gradNormTensor() const {
   std::vector<at::Tensor> squares;
   for (const Bucket& b : buckets_) squares.push_back(b.flat.to(at::kDouble).pow(2).sum());
-  return std::sqrt(at::stack(squares).sum().item<double>());
+  return at::stack(squares).sum().sqrt();
+}
+
+double GradSync::gradNorm() const { return gradNormTensor().item<double>(); }
+
+void GradSync::clipTo(double max_norm, double norm) {
+  // As torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), clamped to 1.
+  const double scale = max_norm / (norm + 1e-6);
+  if (max_norm > 0 && scale < 1.0 && std::isfinite(norm)) {
+    std::vector<at::Tensor> flats;
+    for (Bucket& b : buckets_) flats.push_back(b.flat);
+    at::_foreach_mul_(flats, scale);
+  }
 }
 
 double GradSync::clip(double max_norm) {
   const double norm = gradNorm();
-  // As torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), clamped to 1.
-  const double scale = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && scale < 1.0 && std::isfinite(norm)) {
-    for (Bucket& b : buckets_) b.flat.mul_(scale);
-  }
+  clipTo(max_norm, norm);
   return norm;
 }
 

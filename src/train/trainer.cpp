@@ -37,11 +37,13 @@
 #include "loom/train/batch_tensors.hpp"
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/cpu_memory.hpp"
+#include "loom/train/device_timer.hpp"
 #include "loom/train/evaluate.hpp"
 #include "loom/train/grad_sync.hpp"
 #include "loom/train/loss_scaler.hpp"
 #include "loom/train/metrics.hpp"
 #include "loom/train/model_setup.hpp"
+#include "loom/train/optimizer.hpp"
 #include "loom/train/schedule.hpp"
 
 namespace loom {
@@ -159,6 +161,10 @@ class Trainer {
                                                                settings_.device.substr(5))))
                                  : c10::Device(c10::kCPU);
     dtype_ = scalarType(settings_.dtype);
+    compute_timer_ = std::make_unique<DeviceTimer>(device_);
+    for (const auto& g : gpus) {
+      if (device_.is_cuda() && g.index == device_.index()) cuda_major_ = g.major;
+    }
     if (!settings_.dtype_note.empty()) {
       LOOM_WARN("rank " << world_.rank() << " computes in " << toString(settings_.dtype) << ": "
                         << settings_.dtype_note);
@@ -215,23 +221,39 @@ class Trainer {
     model_->setActivationCheckpointing(settings_.gradient_checkpointing);
     lora_ = setup.lora;
     spec_ = setup.spec;
-    torch::NoGradGuard no_grad;
+    // Each rank's attention kernel for packed rows (GPU kinds differ), logged by rank 0.
+    packed_attention_ =
+        packedAttentionFor(device_.is_cuda(), cuda_major_, dtype_, model_->config().head_dim);
+    model_->setAttention(packed_attention_);
+    const auto kernels = world_.allGather(toString(packed_attention_));
+    if (world_.isRoot()) {
+      std::ostringstream line;
+      for (size_t k = 0; k < kernels.size(); ++k) {
+        line << (k ? "; " : "") << "rank " << k << " " << kernels[k];
+      }
+      LOOM_INFO("attention for packed rows: " << line.str() << " (rows of one document: "
+                                              << toString(AttentionBackend::kSdpaCausal) << ")");
+    }
+    std::vector<std::string> names;
+    std::vector<at::Tensor> params;
     for (const auto& item : model_->named_parameters()) {
       if (!item.value().requires_grad()) continue;
-      names_.push_back(item.key());
-      params_.push_back(item.value());
-      // fp32 master weights for 16-bit parameters; fp32 parameters are their own master.
-      masters_.push_back(item.value().scalar_type() == at::kFloat
-                             ? item.value()
-                             : item.value().detach().to(at::kFloat).clone());
+      names.push_back(item.key());
+      params.push_back(item.value());
     }
-    LOOM_CHECK(!params_.empty(), "nothing to train: no parameter requires a gradient");
+    AdamWSettings adamw;
+    adamw.weight_decay = config_.train.weight_decay;
+    optimizer_ = std::make_unique<Optimizer>(names, params, adamw);
+    names_ = optimizer_->names();
+    params_ = optimizer_->params();
+    masters_ = optimizer_->masters();
     // Every rank starts from rank 0's values (CPU and CUDA random generators differ).
-    for (size_t i = 0; i < params_.size(); ++i) {
-      auto master = masters_[i].detach();
-      comm_->broadcast(master, 0);
-      if (!masters_[i].is_same(params_[i])) params_[i].detach().copy_(master);
+    torch::NoGradGuard no_grad;
+    for (auto& master : masters_) {
+      auto m = master.detach();
+      comm_->broadcast(m, 0);
     }
+    optimizer_->copyMastersToParams();
     int64_t trainable = 0;
     for (const auto& p : params_) trainable += p.numel();
     // What the loaded model and its optimizer masters hold, before any step.
@@ -280,21 +302,6 @@ class Trainer {
   }
 
   void setupOptimizer() {
-    std::vector<at::Tensor> decay, no_decay;
-    for (const auto& m : masters_) (m.dim() >= 2 ? decay : no_decay).push_back(m);
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    auto options = [&](double wd) {
-      return std::make_unique<torch::optim::AdamWOptions>(
-          torch::optim::AdamWOptions(config_.train.lr)
-              .betas({0.9, 0.999})
-              .eps(1e-8)
-              .weight_decay(wd));
-    };
-    // Norms and biases (1-D) get no weight decay.
-    if (!decay.empty()) groups.emplace_back(decay, options(config_.train.weight_decay));
-    if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
-    optimizer_ =
-        std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config_.train.lr));
     grad_sync_ = std::make_unique<GradSync>(params_, *comm_, 25 << 20, masters_,
                                             config_.cluster.overlap_grad_sync);
     LOOM_INFO("gradient sync: " << grad_sync_->numElements() << " values in "
@@ -337,9 +344,9 @@ class Trainer {
                            << ": tensor " << names_[i] << " has shape " << saved.sizes()
                            << ", the model needs " << masters_[i].sizes());
       masters_[i].copy_(saved);
-      if (!masters_[i].is_same(params_[i])) params_[i].detach().copy_(masters_[i]);
     }
-    torch::load(*optimizer_, (*from / "optimizer.pt").string());
+    optimizer_->copyMastersToParams();
+    optimizer_->load(*from);
     cursor_ = PlanCursor::fromString(state.cursor);
     planner_->checkCursor(cursor_);
     step_ = state.step;
@@ -484,109 +491,113 @@ class Trainer {
     const GlobalBatch batch = planner_->globalBatch(cursor_);
     const RankStepPlan plan =
         planner_->planRank(batch, balancer_->weights(), world_.rank(), settings_.micro_batch);
-    const SampleBatch data = readSamplesFor(plan);
+    const std::vector<StagedBatch> staged = stagedFor(plan);
     const double data_seconds = secondsSince(t0);
     prefetchNextStep();
-    const auto t1 = Clock::now();
 
     grad_sync_->beginStep();
-    double local_loss = 0;
-    int64_t local_count = 0;
+    // The loss sum stays on the device: no host synchronisation inside the step.
+    at::Tensor local_loss = at::zeros({}, at::TensorOptions(at::kDouble).device(device_));
     model_->train();
-    const std::vector<MicroBatch> micro_batches = planner_->assemble(plan, data, pad_id_);
     const bool inject_nan = nanForTest(world_.rank(), step_);
-    for (size_t k = 0; k < micro_batches.size(); ++k) {
-      const MicroBatch& mb = micro_batches[k];
-      const BatchTensors t = toTensors(mb, device_);
+    const double scale = scaler_.scale();
+    compute_timer_->start();
+    for (size_t k = 0; k < staged.size(); ++k) {
+      const BatchTensors t = toDevice(staged[k], device_);
       at::Tensor hidden = model_->hidden(t.input);  // [rows, width, H]
-      LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), t.input.tokens, t.loss_mask,
-                                  t.input.documents, settings_.loss_chunk_tokens);
-      LOOM_CHECK(loss.count == mb.num_loss_tokens, "the model counted "
-                                                       << loss.count << " loss tokens, the planner "
-                                                       << mb.num_loss_tokens);
+      LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), t.targets,
+                                  settings_.loss_chunk_tokens, scale);
+      LOOM_CHECK(loss.count == plan.micro_batches[k].loss_tokens,
+                 "the batch layout has " << loss.count << " targets, the plan "
+                                         << plan.micro_batches[k].loss_tokens);
       if (inject_nan) loss.sum = loss.sum * std::numeric_limits<double>::quiet_NaN();
       // During the last backward, gradient buckets are all-reduced as they fill.
-      grad_sync_->beginMicroBatch(k + 1 == micro_batches.size());
-      (loss.sum * scaler_.scale()).backward();
-      local_loss += loss.sum.item<double>();
-      local_count += loss.count;
+      grad_sync_->beginMicroBatch(k + 1 == staged.size());
+      (loss.sum * scale).backward();
+      local_loss.add_(loss.sum.detach());
     }
-    // This rank's own compute time (the balancer's measure), not waiting for its peers.
-    waitForCurrentStream(device_);
-    const double compute_seconds = secondsSince(t1);
+    compute_timer_->stop();
     // Starts the buckets backward did not, waits for every sum; divides by the global count.
     const auto t2 = Clock::now();
-    grad_sync_->reduce(static_cast<double>(std::max<int64_t>(1, batch.loss_tokens)) *
-                       scaler_.scale());
+    grad_sync_->reduce(static_cast<double>(std::max<int64_t>(1, batch.loss_tokens)) * scale);
     const double sync_seconds = secondsSince(t2);
+    const at::Tensor grad_norm = grad_sync_->gradNormTensor();  // [] fp64, on the device
+    // This rank's own compute time (the balancer's measure), not waiting for its peers; the
+    // step's one wait for the device.
+    const double compute_seconds = compute_timer_->seconds();
 
-    // [rank, (loss, count, compute s, data s, tokens, peak memory, grad sync s, tensor peak)]
-    at::Tensor mine =
-        torch::tensor({local_loss, static_cast<double>(local_count), compute_seconds, data_seconds,
-                       static_cast<double>(plan.local_tokens), peakMemoryBytes(device_),
-                       sync_seconds, peakTensorBytes(device_)},
-                      torch::TensorOptions().dtype(torch::kDouble).device(device_));
-    at::Tensor all = comm_->allGather(mine).to(torch::kCPU);
+    // The step's one transfer: [rank, (loss, grad norm, compute s, data s, tokens, peak
+    // memory, grad sync s, tensor peak)].
+    at::Tensor host_values =
+        torch::tensor({compute_seconds, data_seconds, static_cast<double>(plan.local_tokens),
+                       peakMemoryBytes(device_), sync_seconds, peakTensorBytes(device_)},
+                      torch::TensorOptions().dtype(torch::kDouble));
+    at::Tensor mine = at::cat({local_loss.view({1}), grad_norm.view({1}), host_values.to(device_)});
+    at::Tensor all = comm_->allGather(mine).to(torch::kCPU).contiguous();
+    const auto values = all.accessor<double, 2>();
     double global_loss = 0;
-    int64_t global_count = 0;
     for (int k = 0; k < world_.size(); ++k) {
-      global_loss += all[k][0].item<double>();
-      global_count += static_cast<int64_t>(all[k][1].item<double>());
-      r.rank_seconds.push_back(all[k][2].item<double>());
-      r.rank_data_seconds.push_back(all[k][3].item<double>());
-      r.rank_tokens.push_back(all[k][4].item<double>());
-      r.rank_memory.push_back(all[k][5].item<double>());
-      r.rank_sync_seconds.push_back(all[k][6].item<double>());
-      r.rank_tensor_peak.push_back(all[k][7].item<double>());
+      global_loss += values[k][0];
+      r.rank_seconds.push_back(values[k][2]);
+      r.rank_data_seconds.push_back(values[k][3]);
+      r.rank_tokens.push_back(values[k][4]);
+      r.rank_memory.push_back(values[k][5]);
+      r.rank_sync_seconds.push_back(values[k][6]);
+      r.rank_tensor_peak.push_back(values[k][7]);
     }
-    LOOM_CHECK(
-        global_count == batch.loss_tokens,
-        "ranks computed " << global_count << " loss tokens, the plan says " << batch.loss_tokens);
+    r.grad_norm = values[0][1];
     r.loss = global_loss / static_cast<double>(std::max<int64_t>(1, batch.loss_tokens));
     r.tokens = batch.tokens;
     r.lr = learningRate(config_.train.lr_schedule, config_.train.lr, config_.train.warmup_steps,
                         total_steps_, step_);
 
     dumpGradientsForTest();
-    r.grad_norm = grad_sync_->clip(config_.train.max_grad_norm);
+    grad_sync_->clipTo(config_.train.max_grad_norm, r.grad_norm);
     r.finite = std::isfinite(global_loss) && std::isfinite(r.grad_norm);
     const double scale_before = scaler_.scale();
     r.overflow = !r.finite && scaler_.enabled() && scale_before > 1.0;
-    if (scaler_.update(r.finite)) {
-      for (auto& group : optimizer_->param_groups()) {
-        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
-      }
-      optimizer_->step();
-      torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < params_.size(); ++i) {
-        if (!masters_[i].is_same(params_[i])) params_[i].detach().copy_(masters_[i]);
-      }
-    }
+    if (scaler_.update(r.finite)) optimizer_->step(r.lr);
     r.reweighted = balancer_->observe(step_, r.rank_seconds, r.rank_tokens);
     r.step_seconds = secondsSince(t0);
     return r;
   }
 
-  /// This step's samples: the read prefetched during the previous step when it is for the
-  /// same samples (the balancer may have re-weighted since), else a read now.
-  SampleBatch readSamplesFor(const RankStepPlan& plan) {
+  /// This step's micro-batches, staged for the device: those prefetched during the previous
+  /// step when they are for the same samples (the balancer may have re-weighted since),
+  /// else read and staged now.
+  std::vector<StagedBatch> stagedFor(const RankStepPlan& plan) {
     if (prefetched_) {
       Prefetched p = std::move(*prefetched_);
       prefetched_.reset();
-      if (p.cursor == cursor_ && p.sample_ids == plan.sample_ids) return p.data.get();
-      p.data.wait();  // stale: planned with other weights
+      if (p.cursor == cursor_ && p.sample_ids == plan.sample_ids) return p.staged.get();
+      p.staged.wait();  // stale: planned with other weights
     }
-    return train_data_->readSamples(plan.sample_ids);
+    return stageStep(plan, train_data_->readSamples(plan.sample_ids));
+  }
+
+  /// Assembles a rank's step into batch layouts and stages them in (pinned) host memory.
+  std::vector<StagedBatch> stageStep(const RankStepPlan& plan, const SampleBatch& data) const {
+    std::vector<StagedBatch> out;
+    for (const MicroBatch& mb : planner_->assemble(plan, data, pad_id_)) {
+      out.push_back(stage(mb, device_));
+    }
+    return out;
   }
 
   /// Starts reading the next step's share on the prefetch thread, planned with the current
-  /// weights, so the read overlaps this step's compute.
+  /// weights, and assembling and staging it on another, so both overlap this step's compute.
   void prefetchNextStep() {
     if (step_ + 1 >= total_steps_) return;
     const PlanCursor next = planner_->next(cursor_);
-    const RankStepPlan plan = planner_->planRank(planner_->globalBatch(next), balancer_->weights(),
-                                                 world_.rank(), settings_.micro_batch);
-    prefetched_ = Prefetched{next, plan.sample_ids, prefetcher_->request(plan.sample_ids)};
+    RankStepPlan plan = planner_->planRank(planner_->globalBatch(next), balancer_->weights(),
+                                           world_.rank(), settings_.micro_batch);
+    std::vector<int64_t> ids = plan.sample_ids;
+    auto read = prefetcher_->request(ids);
+    auto staged = std::async(std::launch::async,
+                             [this, plan = std::move(plan), read = std::move(read)]() mutable {
+                               return stageStep(plan, read.get());
+                             });
+    prefetched_ = Prefetched{next, std::move(ids), std::move(staged)};
   }
 
   /// Test hook: LOOM_TEST_GRADS_DIR=DIR makes rank 0 write each step's reduced gradients
@@ -695,7 +706,7 @@ class Trainer {
             for (size_t i = 0; i < names_.size(); ++i)
               named.emplace_back(names_[i], masters_[i].detach().to(at::kCPU));
             saveSafetensors(tmp / "trainable.safetensors", named, {});
-            torch::save(*optimizer_, (tmp / "optimizer.pt").string());
+            optimizer_->save(tmp);
             if (lora_) saveAdapter(*model_, spec_, tmp / "adapter", config_.model.path);
           });
       LOOM_INFO("checkpoint " << dir.string());
@@ -746,7 +757,7 @@ class Trainer {
   struct Prefetched {
     PlanCursor cursor;
     std::vector<int64_t> sample_ids;
-    std::future<SampleBatch> data;
+    std::future<std::vector<StagedBatch>> staged;
   };
   // Declared after the datasets: destroyed first, so the thread stops before they close.
   std::unique_ptr<Prefetcher> prefetcher_;
@@ -754,8 +765,11 @@ class Trainer {
   int32_t pad_id_ = 0;
   int64_t total_steps_ = 0;
 
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<Optimizer> optimizer_;
+  AttentionBackend packed_attention_ = AttentionBackend::kAuto;
+  int cuda_major_ = 0;  // compute capability of this rank's GPU
   std::unique_ptr<GradSync> grad_sync_;
+  std::unique_ptr<DeviceTimer> compute_timer_;
   std::unique_ptr<Balancer> balancer_;
   std::unique_ptr<MetricsLog> metrics_;
   PlanCursor cursor_;

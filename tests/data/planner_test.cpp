@@ -339,6 +339,38 @@ TEST(Planner, CursorFromAnotherPlanRefused) {
   EXPECT_THROW(PlanCursor::fromJson(json), InputError);
 }
 
+/// The batch layout's derived parts against the row buffers: cu_seqlens cut the flattened
+/// cells exactly where the document id changes (or a row ends), max_seqlen is the longest
+/// cut, one_document_per_row says whether any row holds two documents, and the targets are
+/// the labelled cells in ascending order.
+void checkLayout(const MicroBatch& mb) {
+  const int64_t cells = mb.rows * mb.width;
+  std::vector<int32_t> cuts = {0};
+  bool one_per_row = true;
+  for (int64_t c = 1; c <= cells; ++c) {
+    const bool row_end = c % mb.width == 0;
+    if (row_end || mb.documents[c] != mb.documents[c - 1]) cuts.push_back(static_cast<int32_t>(c));
+    if (!row_end && mb.documents[c] != mb.documents[c - 1] && mb.documents[c] > 1) {
+      one_per_row = false;
+    }
+  }
+  EXPECT_EQ(mb.cu_seqlens, cuts);
+  int64_t longest = 0;
+  for (size_t i = 1; i < cuts.size(); ++i)
+    longest = std::max<int64_t>(longest, cuts[i] - cuts[i - 1]);
+  EXPECT_EQ(mb.max_seqlen, longest);
+  EXPECT_EQ(mb.one_document_per_row, one_per_row);
+  std::vector<int64_t> positions;
+  std::vector<int32_t> targets;
+  for (int64_t c = 0; c < cells; ++c) {
+    if (mb.labels[c] == kIgnoreLabel) continue;
+    positions.push_back(c);
+    targets.push_back(mb.labels[c]);
+  }
+  EXPECT_EQ(mb.target_positions, positions);
+  EXPECT_EQ(mb.targets, targets);
+}
+
 /// Checks one rank's assembled micro-batches against its plan and the source data.
 void checkAssembly(const Index& index, const RankStepPlan& plan, const std::vector<MicroBatch>& mbs,
                    int64_t micro_batch, bool packing) {
@@ -355,7 +387,7 @@ void checkAssembly(const Index& index, const RankStepPlan& plan, const std::vect
     const auto cells = static_cast<size_t>(mb.rows * mb.width);
     ASSERT_EQ(mb.tokens.size(), cells);
     ASSERT_EQ(mb.positions.size(), cells);
-    ASSERT_EQ(mb.segment_ids.size(), cells);
+    ASSERT_EQ(mb.documents.size(), cells);
     ASSERT_EQ(mb.loss_mask.size(), cells);
     ASSERT_EQ(mb.labels.size(), cells);
     int64_t mb_loss = 0;
@@ -365,7 +397,7 @@ void checkAssembly(const Index& index, const RankStepPlan& plan, const std::vect
       bool padding = false;
       for (int64_t p = 0; p < mb.width; ++p) {
         const auto c = static_cast<size_t>(r * mb.width + p);
-        if (mb.segment_ids[c] == 0) {
+        if (mb.documents[c] == 0) {
           padding = true;
           EXPECT_EQ(mb.labels[c], kIgnoreLabel);
           EXPECT_EQ(mb.loss_mask[c], 0);
@@ -374,9 +406,9 @@ void checkAssembly(const Index& index, const RankStepPlan& plan, const std::vect
         ASSERT_FALSE(padding) << "a document after padding";
         const int64_t sample = mb.tokens[c] / 1000;
         const int64_t offset = mb.tokens[c] % 1000;
-        if (mb.segment_ids[c] != segment) {  // a new document starts at position 0
-          EXPECT_EQ(mb.segment_ids[c], segment + 1);
-          segment = mb.segment_ids[c];
+        if (mb.documents[c] != segment) {  // a new document starts at position 0
+          EXPECT_EQ(mb.documents[c], segment + 1);
+          segment = mb.documents[c];
           ++documents;
           EXPECT_EQ(mb.positions[c], 0);
           EXPECT_EQ(offset, 0);
@@ -386,7 +418,7 @@ void checkAssembly(const Index& index, const RankStepPlan& plan, const std::vect
         EXPECT_EQ(mb.tokens[c], tokenAt(sample, offset));
         EXPECT_EQ(mb.loss_mask[c], offset > 0 ? maskAt(sample, offset) : 0);
         // labels[p] predicts the next token of the same document when it is a target.
-        const bool next_same = p + 1 < mb.width && mb.segment_ids[c + 1] == segment;
+        const bool next_same = p + 1 < mb.width && mb.documents[c + 1] == segment;
         if (next_same && mb.loss_mask[c + 1]) {
           EXPECT_EQ(mb.labels[c], mb.tokens[c + 1]);
         } else {
@@ -400,11 +432,12 @@ void checkAssembly(const Index& index, const RankStepPlan& plan, const std::vect
     for (size_t c = 0; c < cells; ++c) {
       mb_loss += mb.labels[c] != kIgnoreLabel;
       EXPECT_EQ(mb.labels[c] != kIgnoreLabel, c + 1 < cells && mb.loss_mask[c + 1] == 1 &&
-                                                  mb.segment_ids[c + 1] == mb.segment_ids[c] &&
-                                                  mb.segment_ids[c] != 0);
+                                                  mb.documents[c + 1] == mb.documents[c] &&
+                                                  mb.documents[c] != 0);
     }
     EXPECT_EQ(mb.num_loss_tokens, mb_loss);
     EXPECT_EQ(mb.num_loss_tokens, plan.micro_batches[k].loss_tokens);
+    checkLayout(mb);
     loss += mb_loss;
   }
   // Tokens conserved: every planned sample exactly once, truncated to seq_len.

@@ -93,6 +93,76 @@ TEST(Decoder, ActivationCheckpointingGivesTheSameGradients) {
   }
 }
 
+/// Projections with LoRA and nonzero B (B starts at zero, which would hide a wrong branch).
+std::vector<Projection*> loraProjections(CausalLm& model, uint64_t seed) {
+  LoraSpec spec;
+  spec.rank = 4;
+  spec.alpha = 8;
+  applyLora(model, spec);
+  torch::manual_seed(seed);
+  std::vector<Projection*> out;
+  torch::NoGradGuard no_grad;
+  for (auto& [path, p] : model.projections()) {
+    p->loraB().normal_(0.0, 0.1);
+    out.push_back(p);
+  }
+  return out;
+}
+
+TEST(Decoder, SharedInputLoraEqualsEachBranchAlone) {
+  // q/k/v (and gate/up) read x once through their concatenated A factors and add B's product
+  // with addmm; in fp32 that is PEFT's y + s * B(A x) up to summation order in the GEMMs
+  // (~1e-7 relative of y); a branch left out or scaled wrongly moves y by ~1e-1 here.
+  auto model = randomModel(tinyConfig("qwen3"), 3);
+  auto projs = loraProjections(*model, 4);
+  auto x = torch::randn({2, 5, 64});
+  Projection* q = projs[0];
+  Projection* k = projs[1];
+  Projection* v = projs[2];
+  const auto shared = projectShared(x, {q, k, v});
+  for (size_t i = 0; i < 3; ++i) {
+    Projection& p = *projs[i];
+    const auto alone =
+        p.baseForward(x) + at::linear(at::linear(x, p.loraA()), p.loraB()) * p.loraScaling();
+    EXPECT_LE(testing::maxRelDiff(shared[i], alone), 1e-6) << "projection " << i;
+    EXPECT_GT(testing::maxRelDiff(p.baseForward(x), alone), 1e-3) << "the branch must matter";
+  }
+}
+
+TEST(Decoder, LoraInASixteenBitModelRunsInItsDtypeAndTrainsTheFp32Adapter) {
+  // A bf16 model with fp32 adapter weights: hidden states within bf16 rounding of the fp32
+  // model's (bf16 keeps 8 bits: ~4e-3 relative per op, a few ops deep), and the fp32 adapter
+  // weights receive fp32 gradients through the in-graph cast.
+  auto fp32 = randomModel(tinyConfig("qwen3"), 5);
+  loraProjections(*fp32, 6);
+  DecoderOptions o;
+  o.dtype = at::kBFloat16;
+  auto bf16 = std::make_shared<CausalLm>(tinyConfig("qwen3"), o);
+  LoraSpec spec;
+  spec.rank = 4;
+  spec.alpha = 8;
+  applyLora(*bf16, spec);
+  {
+    torch::NoGradGuard no_grad;
+    auto dst = bf16->named_parameters();
+    for (const auto& item : fp32->named_parameters()) dst[item.key()].copy_(item.value());
+  }
+  for (auto& [path, p] : bf16->projections()) EXPECT_EQ(p->loraA().scalar_type(), at::kFloat);
+  auto tokens = torch::randint(0, 300, {2, 12}, torch::kLong);
+  const auto a = fp32->hidden({tokens, {}, {}});
+  const auto b = bf16->hidden({tokens, {}, {}});
+  EXPECT_EQ(b.scalar_type(), at::kBFloat16);
+  const double d = testing::maxRelDiff(b.to(at::kFloat), a);
+  std::cout << "bf16 vs fp32 hidden with LoRA: max_rel_diff=" << d << "\n";
+  EXPECT_LE(d, 5e-2);
+  b.to(at::kFloat).sum().backward();
+  for (auto& [path, p] : bf16->projections()) {
+    ASSERT_TRUE(p->loraA().grad().defined()) << path;
+    EXPECT_EQ(p->loraA().grad().scalar_type(), at::kFloat);
+    EXPECT_GT(p->loraA().grad().abs().sum().item<double>(), 0.0) << path;
+  }
+}
+
 TEST(Decoder, ParameterNamesMirrorHuggingFace) {
   CausalLm model(tinyConfig("qwen2", /*tied=*/true), DecoderOptions{});
   std::set<std::string> names;

@@ -35,6 +35,30 @@ TEST(Loss, ChunkedCrossEntropyEqualsPlainInValueAndGradient) {
   }
 }
 
+TEST(Loss, GradientsMadeInForwardFollowTheLossScaleAndGradOut) {
+  // The loss makes its gradients in forward for grad_scale * sum; backward multiplies by
+  // grad_out / grad_scale. Back-propagating sum * 1024 with grad_scale 1024 must give 1024x
+  // the unscaled gradients (exactly: powers of two), and another grad_out (3.0) must still
+  // give exact gradients (to fp32 rounding of one multiply, 1e-7).
+  torch::manual_seed(2);
+  auto hidden = torch::randn({21, 8}, torch::requires_grad());
+  auto weight = torch::randn({30, 8}, torch::requires_grad());
+  auto targets = torch::randint(0, 30, {21}, torch::kLong);
+  auto g1 =
+      torch::autograd::grad({chunkedCrossEntropySum(hidden, weight, targets, 5)}, {hidden, weight});
+  auto scaled = chunkedCrossEntropySum(hidden, weight, targets, 5, 1024.0);
+  auto g1024 = torch::autograd::grad({scaled * 1024.0}, {hidden, weight});
+  EXPECT_TRUE(torch::equal(g1024[0], g1[0] * 1024.0));
+  EXPECT_TRUE(torch::equal(g1024[1], g1[1] * 1024.0));
+  auto other = chunkedCrossEntropySum(hidden, weight, targets, 5, 1024.0);
+  auto g3 = torch::autograd::grad({other * 3.0}, {hidden, weight});
+  EXPECT_LE(maxRelDiff(g3[0], g1[0] * 3.0), 1e-6);
+  EXPECT_LE(maxRelDiff(g3[1], g1[1] * 3.0), 1e-6);
+  // Without grad mode nothing is prepared and the value is the same.
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(chunkedCrossEntropySum(hidden, weight, targets, 5), scaled));
+}
+
 TEST(Loss, OnlyFrozenWeightStillGivesHiddenGradient) {
   auto hidden = torch::randn({5, 4}, torch::requires_grad());
   auto weight = torch::randn({9, 4});

@@ -154,17 +154,29 @@ struct RankStepPlan {
   int64_t global_loss_tokens = 0;  ///< same on every rank: divide summed losses by it
 };
 
-/// A micro-batch ready for the model. Buffers are row-major [rows, width].
+/// A micro-batch ready for the model: the batch layout. Buffers are row-major [rows, width];
+/// "cell" c is row c / width, column c % width.
 struct MicroBatch {
   int64_t rows = 0;
   int64_t width = 0;
-  std::vector<int32_t> tokens;       // [rows, width] input ids; pad id in padding
-  std::vector<int32_t> positions;    // [rows, width] 0, 1, ... restarting at each document
-  std::vector<int32_t> segment_ids;  // [rows, width] 1, 2, ... per document in a row; 0 = pad
-  std::vector<uint8_t> loss_mask;    // [rows, width] 1 where the token is a target
-  std::vector<int32_t> labels;       // [rows, width] next target token or kIgnoreLabel
-  int64_t num_tokens = 0;            ///< non-padding tokens
-  int64_t num_loss_tokens = 0;       ///< == count of labels != kIgnoreLabel == sum(loss_mask)
+  std::vector<int32_t> tokens;     // [rows, width] input ids; pad id in padding
+  std::vector<int32_t> positions;  // [rows, width] 0, 1, ... restarting at each document
+  std::vector<int32_t> documents;  // [rows, width] 1, 2, ... per document in a row; 0 = pad
+  std::vector<uint8_t> loss_mask;  // [rows, width] 1 where the token is a target
+  std::vector<int32_t> labels;     // [rows, width] next target token or kIgnoreLabel
+  /// [sequences + 1] cumulative lengths over the flattened cells, as varlen attention
+  /// kernels take them: each document is a sequence, and so is each row's padding tail, so
+  /// the sequences cover every cell and none crosses a row.
+  std::vector<int32_t> cu_seqlens;
+  int64_t max_seqlen = 0;  ///< the longest of those sequences
+  /// Every row holds at most one document (then padding): plain causal attention is exact.
+  bool one_document_per_row = true;
+  /// [num_loss_tokens] the cells that predict a target (labels != kIgnoreLabel), ascending,
+  /// and the token ids they predict: what the loss gathers, known on the host.
+  std::vector<int64_t> target_positions;
+  std::vector<int32_t> targets;
+  int64_t num_tokens = 0;       ///< non-padding tokens
+  int64_t num_loss_tokens = 0;  ///< == count of labels != kIgnoreLabel == sum(loss_mask)
 };
 
 /// Plans steps over a dataset's index. Const methods are safe to call from several threads.

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "loom/model/attention.hpp"
 #include "loom/model/hf_config.hpp"
 #include "loom/model/nf4.hpp"
 
@@ -33,6 +34,14 @@ struct DecoderInput {
   /// [B, T] integer document id of each token (any values; equal ids = same document).
   /// Undefined: each row is one document (plain causal attention, the fastest path).
   at::Tensor documents;
+  /// The batch layout's document lengths over the B * T cells ([S + 1] int32) and the
+  /// longest, when the caller has them (the planner does); otherwise derived from
+  /// `documents` when a varlen attention kernel needs them.
+  at::Tensor cu_seqlens;
+  int64_t max_seqlen = 0;
+  /// Each row holds at most one document (then padding): false unless the caller knows,
+  /// when `documents` is defined.
+  bool one_document_per_row = false;
 };
 
 /// How the decoder is built.
@@ -44,10 +53,15 @@ struct DecoderOptions {
   /// QLoRA: the projections of every decoder layer hold a frozen NF4 weight (nf4.hpp)
   /// instead of a `weight` parameter; embeddings, norms and lm_head stay in `dtype`.
   bool nf4_base = false;
+  /// The attention kernel for rows that pack several documents (attention.hpp); rows of one
+  /// document use SDPA's causal path whatever this says. kAuto: the mask on the CPU, the
+  /// memory-efficient kernel on CUDA (the trainer chooses flash on sm_80+).
+  AttentionBackend attention = AttentionBackend::kAuto;
 };
 
 /// A linear projection y = x W^T (+ b) with an optional LoRA branch
-/// y += scaling * B(A(dropout(x))), computed in the LoRA weights' dtype (fp32), as PEFT does.
+/// y += scaling * B(A(dropout(x))): with dropout, in the LoRA weights' dtype (fp32), as PEFT
+/// does; without, in the compute dtype (bf16 on GPU, as PEFT under autocast), see projectShared.
 /// Parameters: `weight` [out, in], `bias` [out], `lora_A.weight` [r, in], `lora_B.weight` [out, r].
 /// A quantized projection has no `weight` parameter: W is a frozen NF4 weight, dequantized
 /// to x's dtype for each product (nf4Linear).
@@ -58,6 +72,11 @@ class Projection : public torch::nn::Module {
 
   /// [..., in] -> [..., out]
   at::Tensor forward(const at::Tensor& x);
+  /// The base projection alone (no LoRA branch).
+  at::Tensor baseForward(const at::Tensor& x);
+  /// Has a LoRA branch that draws no dropout now (dropout 0, or evaluation): it can share
+  /// its input read with its siblings (projectShared).
+  bool loraWithoutDropout() const;
 
   /// Adds a LoRA branch: A kaiming-uniform(a=sqrt(5)), B zeros, both in `lora_dtype`.
   void enableLora(int64_t rank, double scaling, double dropout, at::ScalarType lora_dtype);
@@ -94,6 +113,13 @@ class Projection : public torch::nn::Module {
   double lora_dropout_ = 0.0;
 };
 
+/// Projections of the same input x (q/k/v, gate/up): their base outputs, plus each LoRA
+/// branch without dropout computed with one product of x by the concatenated A factors
+/// ([sum r, in]) and one addmm per projection into its base output, in the compute dtype (a
+/// 16-bit cast of fp32 adapter weights inside the graph). A single fp32 branch keeps PEFT's
+/// exact order of operations; a branch with dropout keeps PEFT's own mask (forward()).
+std::vector<at::Tensor> projectShared(const at::Tensor& x, const std::vector<Projection*>& projs);
+
 /// A causal language model: `model` (embed_tokens, layers, norm) and `lm_head`
 /// (absent when tied to the embedding).
 class CausalLm : public torch::nn::Module {
@@ -114,6 +140,8 @@ class CausalLm : public torch::nn::Module {
   std::vector<std::pair<std::string, Projection*>> projections();
 
   void setActivationCheckpointing(bool on) { options_.activation_checkpointing = on; }
+  /// The attention kernel for packed rows (DecoderOptions::attention).
+  void setAttention(AttentionBackend backend) { options_.attention = backend; }
   const HfConfig& config() const { return config_; }
   const DecoderOptions& options() const { return options_; }
 
@@ -133,9 +161,5 @@ class CausalLm : public torch::nn::Module {
 /// The RoPE inverse frequencies transformers computes for `config` (fp32, CPU), including
 /// Llama 3 frequency smoothing.
 at::Tensor ropeInverseFrequencies(const HfConfig& config);
-
-/// The attention mask the CPU path uses: [B, 1, T, T] bool, true where query i may attend
-/// key j (j <= i and documents[i] == documents[j]).
-at::Tensor packedCausalMask(const at::Tensor& documents);
 
 }  // namespace loom

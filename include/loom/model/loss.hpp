@@ -8,9 +8,9 @@
 //     documents[t+1] == documents[t]     (no prediction across a document boundary).
 //   The last position of a row predicts nothing.
 //
-// Logits are computed in chunks of tokens through lm_head with log-softmax in fp32, and are
-// recomputed chunk by chunk in backward, so [tokens, vocab] fp32 logits never exist whole,
-// neither in forward nor held for backward.
+// Logits are computed in chunks of tokens through lm_head with log-softmax in fp32; while a
+// chunk's logits exist, forward also makes its gradients (hidden, and lm_head's when it
+// trains), so [tokens, vocab] logits never exist whole and backward never recomputes them.
 
 #include <ATen/core/Tensor.h>
 
@@ -37,15 +37,28 @@ struct LossSum {
 
 /// sum over i of -log softmax(hidden[i] W^T)[targets[i]], in chunks of `chunk_tokens` rows.
 /// hidden [M, H] and weight [V, H] in the model dtype (logits are rounded to it, then upcast
-/// to fp32, as transformers does); targets [M] int64. Gradients are exact, memory is
-/// O(chunk_tokens * V) in forward and backward.
+/// to fp32, as transformers does); targets [M] int64. Gradients are exact and made during
+/// forward (only for inputs that require them, under grad mode): O(chunk_tokens * V) working
+/// memory, plus hidden's gradient [M, H] (and weight's, fp32 [V, H], when it trains) held
+/// until backward. `grad_scale`: the factor the caller will back-propagate the sum with (the
+/// fp16 loss scale); the softmax differences are scaled by it before rounding to the model
+/// dtype, as autograd would. Backward with another factor is still exact in fp32.
+/// One backward per forward.
 at::Tensor chunkedCrossEntropySum(const at::Tensor& hidden, const at::Tensor& weight,
-                                  const at::Tensor& targets, int64_t chunk_tokens = 2048);
+                                  const at::Tensor& targets, int64_t chunk_tokens = 2048,
+                                  double grad_scale = 1.0);
 
 /// The loss of a batch from final hidden states [B, T, H] (CausalLm::hidden) and the lm_head
 /// weight [V, H] (CausalLm::lmHeadWeight).
 LossSum causalLmLoss(const at::Tensor& hidden, const at::Tensor& lm_head_weight,
                      const at::Tensor& tokens, const at::Tensor& loss_mask,
-                     const at::Tensor& documents, int64_t chunk_tokens = 2048);
+                     const at::Tensor& documents, int64_t chunk_tokens = 2048,
+                     double grad_scale = 1.0);
+
+/// The same from targets the caller already knows (a batch layout's, made on the host by
+/// the planner): no device-side search for them, so no host synchronisation.
+LossSum causalLmLoss(const at::Tensor& hidden, const at::Tensor& lm_head_weight,
+                     const NextTokenTargets& targets, int64_t chunk_tokens = 2048,
+                     double grad_scale = 1.0);
 
 }  // namespace loom

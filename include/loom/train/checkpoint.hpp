@@ -3,7 +3,7 @@
 // (files fsync'ed), then renamed, so a folder named step-N is always complete
 // (DESIGN invariant 4). Contents:
 //   trainable.safetensors  the trainable parameters (fp32 masters), by parameter name
-//   optimizer.pt           AdamW state (libtorch serialization)
+//   optimizer.safetensors  AdamW state (train/optimizer.hpp; optimizer.pt from earlier versions)
 //   adapter/               the LoRA adapter in PEFT layout (LoRA runs), loadable as is
 //   trainer_state.json     steps done, the planner cursor of the next step, balancer
 //                          weights, loss scale, config hash, world size

@@ -61,6 +61,11 @@ class GradSync {
   /// The global L2 norm of the (reduced) gradients, computed in fp64 over the fp32
   /// buckets. Identical on every rank, since the gradients are.
   double gradNorm() const;
+  /// The same as a device scalar (fp64), without waiting for it.
+  at::Tensor gradNormTensor() const;
+  /// Scales every gradient by min(1, max_norm / norm) given their `norm` (gradNorm()),
+  /// without a host synchronisation. max_norm <= 0 or a non-finite norm: no change.
+  void clipTo(double max_norm, double norm);
 
   /// Scales every gradient by min(1, max_norm / norm); returns the norm before clipping.
   /// max_norm <= 0 disables clipping.

@@ -1,0 +1,195 @@
+// The fused AdamW optimizer against libtorch's per-tensor torch::optim::AdamW (what Loom ran
+// before, and the same update as torch.optim.AdamW), its masters for 16-bit parameters, and
+// its checkpointed state.
+
+#include "loom/train/optimizer.hpp"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "loom/core/error.hpp"
+#include "support/test_support.hpp"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Parameters of the shapes a LoRA/full run trains: matrices (decayed) and vectors (not).
+std::vector<at::Tensor> makeParams(at::ScalarType dtype, uint64_t seed) {
+  torch::manual_seed(seed);
+  std::vector<at::Tensor> out;
+  for (auto shape : std::vector<std::vector<int64_t>>{{16, 64}, {64, 16}, {64}, {7, 5}, {5}}) {
+    out.push_back(torch::randn(shape, torch::kFloat).to(dtype).requires_grad_(true));
+  }
+  return out;
+}
+
+std::vector<std::string> namesFor(size_t n) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < n; ++i) names.push_back("p" + std::to_string(i));
+  return names;
+}
+
+/// Gradients for step `k` (deterministic, of varied scales so that Adam's moments differ).
+std::vector<at::Tensor> gradsFor(const std::vector<at::Tensor>& params, int k) {
+  torch::manual_seed(1000 + k);
+  std::vector<at::Tensor> out;
+  for (const auto& p : params) out.push_back(torch::randn(p.sizes()) * (0.1 * (k + 1)));
+  return out;
+}
+
+/// libtorch's per-tensor AdamW with Loom's former groups (decay on 2-D, none on 1-D).
+std::unique_ptr<torch::optim::AdamW> referenceAdamW(const std::vector<at::Tensor>& params,
+                                                    double wd) {
+  std::vector<at::Tensor> decay, no_decay;
+  for (const auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(1e-3).weight_decay(wd)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(1e-3).weight_decay(0.0)));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(1e-3));
+}
+
+void referenceStep(torch::optim::AdamW& opt, const std::vector<at::Tensor>& params,
+                   const std::vector<at::Tensor>& grads, double lr) {
+  for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i].clone();
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+  opt.step();
+}
+
+void loomStep(Optimizer& opt, const std::vector<at::Tensor>& grads, double lr) {
+  for (size_t i = 0; i < grads.size(); ++i) opt.masters()[i].mutable_grad() = grads[i].clone();
+  opt.step(lr);
+}
+
+double maxRelDiff(const at::Tensor& a, const at::Tensor& b) {
+  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs().max() /
+          b.to(at::kDouble).abs().max().clamp_min(1e-30))
+      .item<double>();
+}
+
+const double kLrs[] = {1e-2, 3e-3, 5e-2, 1e-3, 2e-2, 7e-3};
+
+TEST(Optimizer, FusedAdamWEqualsThePerTensorStepInFp32) {
+  // Both compute AdamW in fp32 with the same formula; the fused kernel orders a few scalar
+  // operations differently (bias corrections folded into one factor), so they agree to a
+  // few fp32 ulps, far below what a wrong moment, bias correction or decay would move
+  // (>= 1e-3 relative after one step at these learning rates).
+  auto ref_params = makeParams(at::kFloat, 1);
+  auto loom_params = makeParams(at::kFloat, 1);
+  auto ref = referenceAdamW(ref_params, 0.1);
+  AdamWSettings settings;
+  settings.weight_decay = 0.1;
+  Optimizer opt(namesFor(loom_params.size()), loom_params, settings);
+  for (int k = 0; k < 6; ++k) {
+    const auto grads = gradsFor(ref_params, k);
+    referenceStep(*ref, ref_params, grads, kLrs[k]);
+    loomStep(opt, grads, kLrs[k]);
+    for (size_t i = 0; i < ref_params.size(); ++i) {
+      const double d = maxRelDiff(loom_params[i], ref_params[i]);
+      EXPECT_LE(d, 1e-6) << "step " << k << " tensor " << i;
+    }
+  }
+  EXPECT_EQ(opt.steps(), 6);
+}
+
+TEST(Optimizer, SixteenBitParametersStepOnFp32MastersAndTakeTheirRoundedValues) {
+  auto params = makeParams(at::kBFloat16, 2);
+  Optimizer opt(namesFor(params.size()), params, AdamWSettings{});
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(opt.masters()[i].scalar_type(), at::kFloat);
+    EXPECT_FALSE(opt.masters()[i].is_same(params[i]));
+  }
+  // The fp32 reference steps the same fp32 values.
+  std::vector<at::Tensor> ref_params;
+  for (const auto& m : opt.masters()) ref_params.push_back(m.detach().clone().requires_grad_());
+  auto ref = referenceAdamW(ref_params, 0.0);
+  for (int k = 0; k < 3; ++k) {
+    const auto grads = gradsFor(params, k);
+    referenceStep(*ref, ref_params, grads, kLrs[k]);
+    loomStep(opt, grads, kLrs[k]);
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_LE(maxRelDiff(opt.masters()[i], ref_params[i]), 1e-6);
+    EXPECT_TRUE(torch::equal(params[i], opt.masters()[i].to(at::kBFloat16)));
+  }
+}
+
+TEST(Optimizer, SavedStateResumesBitForBit) {
+  testing::TempDir tmp("optimizer_state");
+  const fs::path dir = tmp.path();
+  auto a = makeParams(at::kFloat, 3);
+  Optimizer whole(namesFor(a.size()), a, AdamWSettings{0.9, 0.999, 1e-8, 0.05});
+  for (int k = 0; k < 5; ++k) loomStep(whole, gradsFor(a, k), kLrs[k]);
+
+  auto b = makeParams(at::kFloat, 3);
+  {
+    Optimizer first(namesFor(b.size()), b, AdamWSettings{0.9, 0.999, 1e-8, 0.05});
+    for (int k = 0; k < 2; ++k) loomStep(first, gradsFor(b, k), kLrs[k]);
+    first.save(dir);
+  }
+  Optimizer resumed(namesFor(b.size()), b, AdamWSettings{0.9, 0.999, 1e-8, 0.05});
+  resumed.load(dir);
+  EXPECT_EQ(resumed.steps(), 2);
+  for (int k = 2; k < 5; ++k) loomStep(resumed, gradsFor(b, k), kLrs[k]);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "tensor " << i;
+}
+
+TEST(Optimizer, ReadsTheStateOfEarlierVersions) {
+  // Loom saved torch::optim::AdamW with torch::save as optimizer.pt; such a checkpoint
+  // resumes with the fused optimizer, continuing where the per-tensor one left off.
+  testing::TempDir tmp("optimizer_legacy");
+  const fs::path dir = tmp.path();
+  auto ref_params = makeParams(at::kFloat, 4);
+  auto ref = referenceAdamW(ref_params, 0.1);
+  for (int k = 0; k < 3; ++k) referenceStep(*ref, ref_params, gradsFor(ref_params, k), kLrs[k]);
+  torch::save(*ref, (dir / "optimizer.pt").string());
+
+  std::vector<at::Tensor> params;
+  for (const auto& p : ref_params) params.push_back(p.detach().clone().requires_grad_());
+  AdamWSettings settings;
+  settings.weight_decay = 0.1;
+  Optimizer opt(namesFor(params.size()), params, settings);
+  opt.load(dir);
+  EXPECT_EQ(opt.steps(), 3);
+  for (int k = 3; k < 5; ++k) {
+    const auto grads = gradsFor(ref_params, k);
+    referenceStep(*ref, ref_params, grads, kLrs[k]);
+    loomStep(opt, grads, kLrs[k]);
+  }
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_LE(maxRelDiff(params[i], ref_params[i]), 1e-6);
+}
+
+TEST(Optimizer, MissingOrMismatchedStateIsAnInputErrorNamingTheFile) {
+  testing::TempDir tmp("optimizer_bad");
+  const fs::path dir = tmp.path();
+  auto params = makeParams(at::kFloat, 5);
+  Optimizer opt(namesFor(params.size()), params, AdamWSettings{});
+  try {
+    opt.load(dir);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("optimizer.safetensors or optimizer.pt"),
+              std::string::npos)
+        << e.what();
+  }
+  auto other = makeParams(at::kFloat, 5);
+  other[0] = torch::zeros({3, 3}, torch::requires_grad());
+  Optimizer small(namesFor(other.size()), other, AdamWSettings{});
+  small.save(dir);
+  try {
+    opt.load(dir);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("optimizer.safetensors"), std::string::npos) << what;
+    EXPECT_NE(what.find("p0.exp_avg"), std::string::npos) << what;
+  }
+}
+
+}  // namespace
+}  // namespace loom
