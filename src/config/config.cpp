@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <set>
@@ -386,6 +387,7 @@ void readData(Section s, DataConfig& c) {
   s.getString("eval", c.eval);
   s.getInt("seq_len", c.seq_len, 16, 1 << 20);
   s.getBool("packing", c.packing);
+  s.getBool("allow_tokenizer_mismatch", c.allow_tokenizer_mismatch);
 }
 
 void readTrain(Section s, TrainConfig& c) {
@@ -426,6 +428,16 @@ void readCheckpoint(Section s, CheckpointConfig& c) {
   s.getInt("every", c.every, 0, kIntMax);
   s.getInt("keep", c.keep, 1, 1000000);
   s.getString("resume", c.resume);
+  if (c.resume != "auto" && c.resume != "never") {
+    std::error_code ec;
+    const bool found =
+        std::filesystem::exists(std::filesystem::path(c.resume) / "trainer_state.json", ec);
+    if (!found) {
+      s.fail("resume", "'" + c.resume +
+                           "' is not a checkpoint folder (no trainer_state.json there); expected "
+                           "auto, never, or the path of a checkpoints/step-N folder");
+    }
+  }
 }
 
 bool validDevice(const std::string& d) {
@@ -601,7 +613,8 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
   readRun(section("run", {"name", "output_dir", "seed"}), c.run);
   readModel(section("model", {"path", "dtype", "gradient_checkpointing"}), c.model);
   readFinetune(section("finetune", {"method", "adapter", "lora"}), c.finetune);
-  readData(section("data", {"train", "eval", "seq_len", "packing"}), c.data);
+  readData(section("data", {"train", "eval", "seq_len", "packing", "allow_tokenizer_mismatch"}),
+           c.data);
   readTrain(section("train", {"global_batch_tokens", "global_batch_size", "max_steps", "epochs",
                               "lr", "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm",
                               "eval_every", "log_every"}),
@@ -647,6 +660,7 @@ std::string toYaml(const Config& c) {
   if (c.data.eval) e << YAML::Key << "eval" << YAML::Value << *c.data.eval;
   e << YAML::Key << "seq_len" << YAML::Value << c.data.seq_len;
   e << YAML::Key << "packing" << YAML::Value << c.data.packing;
+  e << YAML::Key << "allow_tokenizer_mismatch" << YAML::Value << c.data.allow_tokenizer_mismatch;
   e << YAML::EndMap;
 
   const auto& t = c.train;

@@ -525,7 +525,12 @@ void Hdf5Dataset::Impl::open(int64_t model_vocab_size) {
   LOOM_INPUT_CHECK(is_hdf5 > 0, "data file " << name
                                              << " is not an HDF5 file (expected a token file "
                                                 "written by `trainer prepare`)");
-  file = detail::fileId(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  // Read-only without file locking: many NFS and Lustre mounts (where clusters keep their
+  // data) refuse HDF5's locks, and a reader has nothing to protect.
+  const hid_t access = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_file_locking(access, /*use_file_locking=*/false, /*ignore_when_disabled=*/true);
+  file = detail::fileId(H5Fopen(path.c_str(), H5F_ACC_RDONLY, access));
+  H5Pclose(access);
   LOOM_INPUT_CHECK(file.valid(), "data file " << name
                                               << ": cannot be opened as HDF5, the file is "
                                                  "truncated or damaged ("

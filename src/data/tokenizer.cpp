@@ -1064,6 +1064,13 @@ std::optional<int32_t> Tokenizer::bosId() const { return impl_->bos; }
 
 const std::string& Tokenizer::contentHash() const { return impl_->hash; }
 
+std::string Tokenizer::fileHash(const std::filesystem::path& dir) {
+  const auto file = dir / "tokenizer.json";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) return "";
+  return detail::sha256Hex(readFileOrThrow(file, "tokenizer file"));
+}
+
 const std::filesystem::path& Tokenizer::path() const { return impl_->file; }
 
 }  // namespace loom

@@ -1,12 +1,16 @@
 #include "loom/train/checkpoint.hpp"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.hpp"
@@ -36,18 +40,63 @@ std::optional<int64_t> stepOf(const fs::path& dir) {
   return step;
 }
 
+/// Where a checkpoint being replaced waits, on filesystems without an atomic exchange,
+/// until its successor is in place (replaceCheckpoint).
+const char* kReplacedSuffix = ".replaced";
+
 std::vector<std::pair<int64_t, fs::path>> listCheckpoints(const fs::path& dir) {
   std::vector<std::pair<int64_t, fs::path>> out;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (!entry.is_directory()) continue;
-    auto step = stepOf(entry.path());
+    std::string name = entry.path().filename().string();
+    // ".step-N.replaced" whose step-N is missing: the replacement crashed between its two
+    // renames, and this is the complete old checkpoint.
+    const std::string suffix = kReplacedSuffix;
+    const bool replaced = name.size() > suffix.size() + 1 && name[0] == '.' &&
+                          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    if (replaced) {
+      name = name.substr(1, name.size() - 1 - suffix.size());
+      if (fs::exists(dir / name)) continue;
+    }
+    auto step = stepOf(dir / name);
     if (step && fs::exists(entry.path() / "trainer_state.json"))
       out.emplace_back(*step, entry.path());
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+/// Test hook LOOM_TEST_CRASH_BEFORE_SWAP=1: die by SIGKILL once the new checkpoint is
+/// written and synced, before it takes the place of the old one.
+void maybeCrashBeforeSwapForTest() {
+  if (std::getenv("LOOM_TEST_CRASH_BEFORE_SWAP")) ::raise(SIGKILL);
+}
+
+/// Puts the complete folder `fresh` at `target` (same parent). An existing `target` is given
+/// up only once `fresh` is in its place: swapped atomically where Linux can
+/// (renameat2 RENAME_EXCHANGE), else moved aside to ".<name>.replaced" (which
+/// listCheckpoints reads as the checkpoint while `target` is missing) and removed last.
+void replaceCheckpoint(const fs::path& fresh, const fs::path& target) {
+  const fs::path parent = target.parent_path();
+  const fs::path aside = parent / ("." + target.filename().string() + kReplacedSuffix);
+  if (!fs::exists(target)) {
+    fs::rename(fresh, target);
+    fsyncPath(parent);
+    removeTree(aside);  // left by a replacement that crashed between its renames
+    return;
+  }
+  if (::renameat2(AT_FDCWD, fresh.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+    fsyncPath(parent);
+    removeTree(fresh);  // now the old checkpoint
+    return;
+  }
+  removeTree(aside);
+  fs::rename(target, aside);
+  fs::rename(fresh, target);
+  fsyncPath(parent);
+  removeTree(aside);
 }
 
 }  // namespace
@@ -113,9 +162,8 @@ fs::path writeCheckpoint(const fs::path& checkpoints_dir, const TrainerState& st
     write_files(tmp);
     writeFileAtomic(tmp / "trainer_state.json", state.toJson());
     fsyncTree(tmp);
-    if (fs::exists(final_dir)) removeTree(final_dir);  // a rerun of the same step
-    fs::rename(tmp, final_dir);
-    fsyncPath(checkpoints_dir);
+    maybeCrashBeforeSwapForTest();
+    replaceCheckpoint(tmp, final_dir);  // a rerun of the same step replaces it
   } catch (...) {
     removeTree(tmp);
     throw;

@@ -25,9 +25,8 @@ void LossScaler::restore(double scale, int64_t good_steps) {
 bool LossScaler::update(bool finite) {
   if (!enabled()) return finite;
   if (!finite) {
-    // As torch: the scale backs off and the growth tracker restarts. Loom keeps the scale
-    // at 1 or more, below which scaling cannot help.
-    scale_ = std::max(1.0, scale_ * backoff_factor_);
+    // As torch: the scale backs off (below 1 too) and the growth tracker restarts.
+    scale_ = std::max(kMinScale, scale_ * backoff_factor_);
     good_steps_ = 0;
     return false;
   }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "loom/core/error.hpp"
@@ -10,10 +12,32 @@
 
 namespace loom {
 
-MetricsLog::MetricsLog(const std::filesystem::path& run_dir) {
+MetricsLog::MetricsLog(const std::filesystem::path& run_dir, int64_t resumed_step) {
   std::filesystem::create_directories(run_dir);
-  out_.open(run_dir / "metrics.jsonl", std::ios::app);
-  LOOM_CHECK(out_.good(), "cannot open " << (run_dir / "metrics.jsonl"));
+  const auto file = run_dir / "metrics.jsonl";
+  std::string kept;
+  if (resumed_step >= 0 && std::filesystem::exists(file)) {
+    std::ifstream in(file);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded()) continue;  // a line cut short by the interruption
+      if (j.contains("step") && j["step"].is_number_integer()) {
+        const int64_t step = j["step"].get<int64_t>();
+        if (step > resumed_step) continue;
+        if (j.contains("loss") && j["loss"].is_number() && !j.value("skipped", false)) {
+          train_.push_back({step, j["loss"].get<double>()});
+        }
+        if (j.contains("eval_loss") && j["eval_loss"].is_number()) {
+          eval_.push_back({step, j["eval_loss"].get<double>()});
+        }
+      }
+      kept += line + "\n";
+    }
+  }
+  // Rewritten whole (temporary name, then rename), then appended to.
+  writeFileAtomic(file, kept);
+  out_.open(file, std::ios::app);
+  LOOM_CHECK(out_.good(), "cannot open " << file);
 }
 
 void MetricsLog::write(const std::string& json_line) {

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -28,11 +29,13 @@
 #include "loom/core/log.hpp"
 #include "loom/data/hdf5_dataset.hpp"
 #include "loom/data/planner.hpp"
+#include "loom/data/tokenizer.hpp"
 #include "loom/model/decoder.hpp"
 #include "loom/model/hf_io.hpp"
 #include "loom/model/lora.hpp"
 #include "loom/model/loss.hpp"
 #include "loom/model/safetensors.hpp"
+#include "loom/train/agreement.hpp"
 #include "loom/train/balancer.hpp"
 #include "loom/train/batch_tensors.hpp"
 #include "loom/train/checkpoint.hpp"
@@ -60,12 +63,6 @@ double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
 /// The settings a checkpoint must agree with to be resumed (not ranks, weights, lr, ...).
 std::string resumeHash(const Config& c) {
   std::ostringstream s;
@@ -74,9 +71,7 @@ std::string resumeHash(const Config& c) {
     << c.data.seq_len << '|' << c.data.packing << '|' << c.train.global_batch_tokens.value_or(0)
     << '|' << c.train.global_batch_size.value_or(0) << '|' << c.run.seed;
   for (const auto& t : c.finetune.lora.targets) s << '|' << t;
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(s.str())));
-  return buf;
+  return identityHash(s.str());
 }
 
 /// Test hooks, "rank:step" each: LOOM_TEST_FAIL_AT makes that rank throw at the start of
@@ -135,19 +130,43 @@ class Trainer {
   Trainer(World& world, const Config& config) : world_(world), config_(config) {}
 
   int run() {
-    setupRanks();
-    setupModel();
-    setupData();
-    setupOptimizer();
-    resumeIfAsked();
-    if (config_.cluster.balance == Balance::kAuto && !weights_restored_) probeBalance();
+    // First thing: a stop signal during set-up (Slurm's notice, Ctrl-C, kill) must not kill
+    // the process mid-write; it ends the run cleanly at the next set-up stage instead.
     std::signal(SIGTERM, onStopSignal);
     std::signal(SIGUSR1, onStopSignal);
+    std::signal(SIGINT, onStopSignal);
+    signalForTest("setup");
+    setupRanks();
+    if (stopRequested("start")) return kExitOk;
+    setupModel();
+    if (stopRequested("loading the model")) return kExitOk;
+    setupData();
+    const std::optional<fs::path> resume = checkpointToResume();
+    checkAgreement(resume);
+    setupOptimizer();
+    if (resume) resumeFrom(*resume);
+    if (stopRequested("opening the data")) return kExitOk;
+    if (config_.cluster.balance == Balance::kAuto && !weights_restored_) probeBalance();
     return loop();
   }
 
  private:
   // ---- set-up -------------------------------------------------------------------------
+
+  /// Collective: whether any rank received a stop signal; if so, logged as stopping during
+  /// set-up (nothing was trained, so nothing is checkpointed).
+  bool stopRequested(const char* stage) {
+    if (!world_.anyTrue(g_stop_signal.load() != 0)) return false;
+    LOOM_WARN("stop signal received during set-up (after " << stage
+                                                           << "): exiting without training");
+    return true;
+  }
+
+  /// Test hook LOOM_TEST_SIGNAL_AT=setup: rank 0 sends itself SIGUSR1 as set-up begins.
+  void signalForTest(const char* when) const {
+    const char* spec = std::getenv("LOOM_TEST_SIGNAL_AT");
+    if (spec && std::string(spec) == when && world_.isRoot()) std::raise(SIGUSR1);
+  }
 
   void setupRanks() {
     const auto gpus = listCudaDevices();
@@ -312,23 +331,49 @@ class Trainer {
     std::vector<double> weights;
     for (const auto& r : all_settings_) weights.push_back(r.weight);
     balancer_ = std::make_unique<Balancer>(weights, config_.cluster.balance == Balance::kAuto);
-    if (dtype_ == at::kHalf) scaler_ = LossScaler::dynamic();
+    // One loss scale for the world: if any rank computes in fp16, every rank scales.
+    const bool any_fp16 =
+        std::any_of(all_settings_.begin(), all_settings_.end(),
+                    [](const RankSettings& r) { return r.dtype == DType::kFP16; });
+    scaler_ = LossScaler::forWorld(any_fp16);
+    if (any_fp16 && world_.isRoot()) {
+      LOOM_INFO("fp16 on some rank: every rank scales its loss by one dynamic loss scale");
+    }
   }
 
-  void resumeIfAsked() {
-    const fs::path checkpoints = run_dir_ / "checkpoints";
-    std::optional<fs::path> from;
+  /// The checkpoint checkpoint.resume asks for, as this rank sees it (the ranks then check
+  /// that they all see the same one: checkAgreement).
+  std::optional<fs::path> checkpointToResume() const {
     const std::string& resume = config_.checkpoint.resume;
-    if (resume == "auto") {
-      from = newestCheckpoint(checkpoints);
-    } else if (resume != "never") {
-      LOOM_INPUT_CHECK(fs::exists(fs::path(resume) / "trainer_state.json"),
-                       "config error: " << config_.where("checkpoint.resume")
-                                        << ": checkpoint.resume: '" << resume
-                                        << "' is not a checkpoint folder (no trainer_state.json)");
-      from = fs::path(resume);
-    }
-    if (!from) return;
+    if (resume == "auto") return newestCheckpoint(run_dir_ / "checkpoints");
+    if (resume == "never") return std::nullopt;
+    LOOM_INPUT_CHECK(fs::exists(fs::path(resume) / "trainer_state.json"),
+                     "config error: " << config_.where("checkpoint.resume")
+                                      << ": checkpoint.resume: '" << resume
+                                      << "' is not a checkpoint folder (no trainer_state.json)");
+    return fs::path(resume);
+  }
+
+  /// Collective: every rank read the same config, data, model and resume point, and the
+  /// data was made with the model's tokenizer (agreement.hpp).
+  void checkAgreement(const std::optional<fs::path>& resume) const {
+    RankIdentity me;
+    me.config_hash = identityHash(toYaml(config_));
+    me.data_file = config_.data.train;
+    const PlanIdentity& plan = planner_->identity();
+    me.data_index_hash =
+        identityHash(std::to_string(plan.num_samples) + ":" + std::to_string(plan.index_hash));
+    me.data_tokenizer_hash = train_data_->info().tokenizer_hash;
+    const fs::path model(config_.model.path);
+    me.model_config_hash = identityHash(readFileOrThrow(model / "config.json", "model config"));
+    me.model_tokenizer_hash = Tokenizer::fileHash(model);
+    me.resume_from = resume ? resume->filename().string() : "";
+    checkRanksAgree(world_, me);
+    checkTokenizerMatches(me, config_.data.allow_tokenizer_mismatch, config_.where("data.train"));
+  }
+
+  void resumeFrom(const fs::path& checkpoint) {
+    const std::optional<fs::path> from = checkpoint;
     const TrainerState state = readTrainerState(*from);
     LOOM_INPUT_CHECK(state.config_hash == resumeHash(config_),
                      "checkpoint " << from->string()
@@ -350,6 +395,7 @@ class Trainer {
     cursor_ = PlanCursor::fromString(state.cursor);
     planner_->checkCursor(cursor_);
     step_ = state.step;
+    resumed_step_ = state.step;
     scaler_.restore(state.loss_scale, state.loss_scale_good_steps);
     if (static_cast<int>(state.weights.size()) == world_.size()) {
       balancer_->setWeights(state.weights);
@@ -410,7 +456,10 @@ class Trainer {
     int bad_steps = 0;
     int64_t last_checkpoint = -1;
     if (world_.isRoot()) {
-      metrics_ = std::make_unique<MetricsLog>(run_dir_);
+      metrics_ = std::make_unique<MetricsLog>(run_dir_, resumed_step_);
+      if (resumed_step_ >= 0) {
+        metrics_->write(nlohmann::json({{"resumed_after_step", resumed_step_}}).dump());
+      }
       metrics_->write(nlohmann::json({{"memory_estimate", memory_estimate_}}).dump());
     }
     // Every rank's tensor bytes once the model is loaded (before the optimizer's state).
@@ -476,7 +525,7 @@ class Trainer {
     int64_t tokens = 0;
     double step_seconds = 0;
     std::vector<double> rank_seconds, rank_data_seconds, rank_tokens, rank_memory,
-        rank_sync_seconds, rank_tensor_peak;
+        rank_sync_seconds, rank_tensor_peak, rank_busy_seconds;
     bool reweighted = false;
   };
 
@@ -501,37 +550,46 @@ class Trainer {
     model_->train();
     const bool inject_nan = nanForTest(world_.rank(), step_);
     const double scale = scaler_.scale();
+    // Back-propagated: loss_sum * scale / (the step's global loss tokens), the same factor on
+    // every rank, so gradients have a mean loss's size (what fp16's scale is made for) and
+    // the reduced sum needs only the loss scale divided out.
+    const double factor = scale / static_cast<double>(std::max<int64_t>(1, batch.loss_tokens));
     compute_timer_->start();
     for (size_t k = 0; k < staged.size(); ++k) {
       const BatchTensors t = toDevice(staged[k], device_);
       at::Tensor hidden = model_->hidden(t.input);  // [rows, width, H]
       LossSum loss = causalLmLoss(hidden, model_->lmHeadWeight(), t.targets,
-                                  settings_.loss_chunk_tokens, scale);
+                                  settings_.loss_chunk_tokens, factor);
       LOOM_CHECK(loss.count == plan.micro_batches[k].loss_tokens,
                  "the batch layout has " << loss.count << " targets, the plan "
                                          << plan.micro_batches[k].loss_tokens);
       if (inject_nan) loss.sum = loss.sum * std::numeric_limits<double>::quiet_NaN();
       // During the last backward, gradient buckets are all-reduced as they fill.
       grad_sync_->beginMicroBatch(k + 1 == staged.size());
-      (loss.sum * scale).backward();
+      (loss.sum * factor).backward();
       local_loss.add_(loss.sum.detach());
     }
     compute_timer_->stop();
-    // Starts the buckets backward did not, waits for every sum; divides by the global count.
+    // Starts the buckets backward did not, waits for every sum; divides the loss scale out.
     const auto t2 = Clock::now();
-    grad_sync_->reduce(static_cast<double>(std::max<int64_t>(1, batch.loss_tokens)) * scale);
+    grad_sync_->reduce(scale);
     const double sync_seconds = secondsSince(t2);
     const at::Tensor grad_norm = grad_sync_->gradNormTensor();  // [] fp64, on the device
     // This rank's own compute time (the balancer's measure), not waiting for its peers; the
     // step's one wait for the device.
     const double compute_seconds = compute_timer_->seconds();
 
+    // The rank's own work of a step, which the balancer equalises: its compute, its wait for
+    // data, and the previous step's clipping and optimizer step (each rank does those itself,
+    // at its own speed); never the time spent waiting for peers.
+    const double busy_seconds = compute_seconds + data_seconds + tail_seconds_;
+
     // The step's one transfer: [rank, (loss, grad norm, compute s, data s, tokens, peak
-    // memory, grad sync s, tensor peak)].
-    at::Tensor host_values =
-        torch::tensor({compute_seconds, data_seconds, static_cast<double>(plan.local_tokens),
-                       peakMemoryBytes(device_), sync_seconds, peakTensorBytes(device_)},
-                      torch::TensorOptions().dtype(torch::kDouble));
+    // memory, grad sync s, tensor peak, busy s)].
+    at::Tensor host_values = torch::tensor(
+        {compute_seconds, data_seconds, static_cast<double>(plan.local_tokens),
+         peakMemoryBytes(device_), sync_seconds, peakTensorBytes(device_), busy_seconds},
+        torch::TensorOptions().dtype(torch::kDouble));
     at::Tensor mine = at::cat({local_loss.view({1}), grad_norm.view({1}), host_values.to(device_)});
     at::Tensor all = comm_->allGather(mine).to(torch::kCPU).contiguous();
     const auto values = all.accessor<double, 2>();
@@ -544,7 +602,9 @@ class Trainer {
       r.rank_memory.push_back(values[k][5]);
       r.rank_sync_seconds.push_back(values[k][6]);
       r.rank_tensor_peak.push_back(values[k][7]);
+      r.rank_busy_seconds.push_back(values[k][8]);
     }
+    const auto tail_start = Clock::now();
     r.grad_norm = values[0][1];
     r.loss = global_loss / static_cast<double>(std::max<int64_t>(1, batch.loss_tokens));
     r.tokens = batch.tokens;
@@ -554,10 +614,10 @@ class Trainer {
     dumpGradientsForTest();
     grad_sync_->clipTo(config_.train.max_grad_norm, r.grad_norm);
     r.finite = std::isfinite(global_loss) && std::isfinite(r.grad_norm);
-    const double scale_before = scaler_.scale();
-    r.overflow = !r.finite && scaler_.enabled() && scale_before > 1.0;
+    r.overflow = !r.finite && scaler_.enabled() && !scaler_.atFloor();
     if (scaler_.update(r.finite)) optimizer_->step(r.lr);
-    r.reweighted = balancer_->observe(step_, r.rank_seconds, r.rank_tokens);
+    tail_seconds_ = secondsSince(tail_start);
+    r.reweighted = balancer_->observe(step_, r.rank_busy_seconds, r.rank_tokens);
     r.step_seconds = secondsSince(t0);
     return r;
   }
@@ -635,6 +695,7 @@ class Trainer {
                        {"weight", weights[k]},
                        {"tokens", r.rank_tokens[k]},
                        {"compute_s", r.rank_seconds[k]},
+                       {"busy_s", r.rank_busy_seconds[k]},
                        {"data_wait_s", r.rank_data_seconds[k]},
                        {"grad_sync_s", r.rank_sync_seconds[k]},
                        {"peak_memory_bytes", r.rank_memory[k]},
@@ -770,6 +831,7 @@ class Trainer {
   int cuda_major_ = 0;  // compute capability of this rank's GPU
   std::unique_ptr<GradSync> grad_sync_;
   std::unique_ptr<DeviceTimer> compute_timer_;
+  double tail_seconds_ = 0;  // the last step's clipping and optimizer step on this rank
   std::unique_ptr<Balancer> balancer_;
   std::unique_ptr<MetricsLog> metrics_;
   PlanCursor cursor_;
@@ -777,6 +839,7 @@ class Trainer {
   int64_t tokens_seen_ = 0;
   LossScaler scaler_ = LossScaler::disabled();
   bool weights_restored_ = false;  // a resumed run keeps its balancer weights
+  int64_t resumed_step_ = -1;      // steps done by the checkpoint resumed from
   nlohmann::json memory_estimate_ = nlohmann::json::array();
   int64_t loaded_bytes_ = 0;
 };

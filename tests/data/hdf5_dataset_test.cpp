@@ -3,7 +3,10 @@
 
 #include "loom/data/hdf5_dataset.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -154,6 +157,21 @@ TEST(Hdf5Dataset, WriteReadRoundTrip) {
   EXPECT_EQ(info.num_loss_tokens, loss);
   EXPECT_EQ(dataset.offsets().front(), 0);
   EXPECT_EQ(dataset.offsets().back(), dataset.numTokens());
+}
+
+TEST(Hdf5Dataset, OpensWithoutFileLocking) {
+  // Shared filesystems (NFS, Lustre) often refuse HDF5's file locks; the reader takes none.
+  // A conflicting exclusive lock held elsewhere stands in for such a mount: HDF5's default
+  // open takes a shared lock and fails against it.
+  TempDir dir;
+  const auto samples = makeSamples(5);
+  const auto path = writeWithLoom(dir.path() / "locked.h5", samples);
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  Hdf5Dataset dataset(path, kVocab);
+  expectSamplesEqual(dataset, samples);
+  ::close(fd);
 }
 
 TEST(Hdf5Dataset, CompressedRoundTrip) {

@@ -94,6 +94,8 @@ std::vector<BadConfig> badConfigs() {
        "cluster.ranks[0].match.hostname", ":22:15", "did you mean 'host'"},
       {"KeepZero", mutate("every: 5", "every: 5\n  keep: 0"), "checkpoint.keep", ":19:9",
        "in [1, "},
+      {"ResumeNowhere", mutate("every: 5", "every: 5\n  resume: /nowhere/step-5"),
+       "checkpoint.resume", ":19:11", "is not a checkpoint folder"},
       {"WarmupPastEnd", mutate("lr: 1.0e-4", "lr: 1.0e-4\n  warmup_steps: 50"),
        "train.warmup_steps", ":17:17", "exceeds max_steps"},
       {"AdapterWithFull", mutate("method: lora", "method: full\n  adapter: /a"), "finetune.adapter",

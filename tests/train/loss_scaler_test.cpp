@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <random>
 
 namespace loom {
@@ -35,19 +36,32 @@ TEST(LossScaler, FollowsTorchGradScalerOnARandomOverflowSequence) {
   EXPECT_GT(growths, 10);
 }
 
-TEST(LossScaler, NeverGoesBelowOneAndReportsTheFloor) {
+TEST(LossScaler, BacksOffBelowOneToItsFloorAndReportsIt) {
+  // A summed loss can overflow fp16 even unscaled: the scale goes below 1, as GradScaler's
+  // does, down to 2^-24, where non-finite values are the model's, not the scaling's.
   LossScaler scaler = LossScaler::dynamic();
   EXPECT_TRUE(scaler.enabled());
   EXPECT_EQ(scaler.scale(), 65536.0);
   for (int i = 0; i < 16; ++i) EXPECT_FALSE(scaler.update(false));
   EXPECT_EQ(scaler.scale(), 1.0);
-  EXPECT_TRUE(scaler.atFloor());
+  EXPECT_FALSE(scaler.atFloor());
   EXPECT_FALSE(scaler.update(false));
-  EXPECT_EQ(scaler.scale(), 1.0);
+  EXPECT_EQ(scaler.scale(), 0.5);
+  for (int i = 0; i < 30; ++i) scaler.update(false);
+  EXPECT_EQ(scaler.scale(), LossScaler::kMinScale);
+  EXPECT_EQ(scaler.scale(), std::exp2(-24));
+  EXPECT_TRUE(scaler.atFloor());
   for (int i = 0; i < 1999; ++i) EXPECT_TRUE(scaler.update(true));
-  EXPECT_EQ(scaler.scale(), 1.0);
+  EXPECT_EQ(scaler.scale(), LossScaler::kMinScale);
   EXPECT_TRUE(scaler.update(true));  // the 2000th good step in a row doubles it
-  EXPECT_EQ(scaler.scale(), 2.0);
+  EXPECT_EQ(scaler.scale(), 2 * LossScaler::kMinScale);
+}
+
+TEST(LossScaler, OneScaleForTheWorldWhenAnyRankIsFp16) {
+  EXPECT_TRUE(LossScaler::forWorld(true).enabled());
+  EXPECT_EQ(LossScaler::forWorld(true).scale(), 65536.0);
+  EXPECT_FALSE(LossScaler::forWorld(false).enabled());
+  EXPECT_EQ(LossScaler::forWorld(false).scale(), 1.0);
 }
 
 TEST(LossScaler, DisabledKeepsOneAndOnlyReports) {

@@ -70,6 +70,8 @@ struct DataConfig {
   std::optional<std::string> eval;
   int64_t seq_len = 2048;
   bool packing = true;
+  /// Train on a dataset whose recorded tokenizer is not the model's (refused otherwise).
+  bool allow_tokenizer_mismatch = false;
 };
 
 struct TrainConfig {

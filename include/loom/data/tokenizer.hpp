@@ -83,6 +83,8 @@ class Tokenizer {
   /// SHA-256 (hex) of the tokenizer.json bytes: recorded in prepared datasets so that data
   /// and tokenizer can be matched later. tokenizer_config.json is not part of it.
   const std::string& contentHash() const;
+  /// contentHash() of `<dir>/tokenizer.json` without loading it; empty when there is none.
+  static std::string fileHash(const std::filesystem::path& dir);
 
   /// The tokenizer.json this was loaded from.
   const std::filesystem::path& path() const;

@@ -1,8 +1,10 @@
 #pragma once
 // Gradient synchronisation: every trainable gradient lives in flat fp32 buckets, which are
-// all-reduced as SUMS, then divided by the step's global loss-token count, which every rank
-// knows from the plan. Dividing the sum (not averaging per rank) is what makes an update
-// independent of how the global batch was split (DESIGN invariant 1).
+// all-reduced as SUMS, then divided by reduce()'s divisor. The trainer back-propagates each
+// rank's loss sum times (loss scale / the step's global loss-token count), a factor every
+// rank knows from the plan, and divides the loss scale out here. Summing (not averaging per
+// rank) is what makes an update independent of how the global batch was split (DESIGN
+// invariant 1).
 //
 // The buckets are the gradients' storage: an fp32 target's .grad is a view into its bucket,
 // so autograd accumulates into it in place, and a rank that runs several micro-batches sums

@@ -12,8 +12,11 @@ namespace loom {
 
 class MetricsLog {
  public:
-  /// Appends to `<run_dir>/metrics.jsonl` (a resumed run continues the same file).
-  explicit MetricsLog(const std::filesystem::path& run_dir);
+  /// Opens `<run_dir>/metrics.jsonl`. A fresh run (`resumed_step` < 0) starts it anew. A run
+  /// resumed from a checkpoint after `resumed_step` steps continues it: lines of later steps
+  /// (written before the interruption, and about to be redone) are dropped, so every step
+  /// appears once, and the kept losses seed the loss curve, which then covers the whole run.
+  explicit MetricsLog(const std::filesystem::path& run_dir, int64_t resumed_step = -1);
   /// One line of JSON (already serialised).
   void write(const std::string& json_line);
   void recordLoss(int64_t step, double loss) { train_.push_back({step, loss}); }
