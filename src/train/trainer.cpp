@@ -25,6 +25,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/format.hpp"
+#include "loom/core/job_info.hpp"
 #include "loom/core/log.hpp"
 #include "loom/data/hdf5_dataset.hpp"
 #include "loom/data/planner.hpp"
@@ -135,14 +136,16 @@ class Trainer {
   Trainer(World& world, const Config& config) : world_(world), config_(config) {}
 
   int run() {
+    // From the start: a preemption notice during set-up must not kill the rank (SIGUSR1's
+    // default action); the loop sees it before the first step, checkpoints and stops.
+    std::signal(SIGTERM, onStopSignal);
+    std::signal(SIGUSR1, onStopSignal);
     setupRanks();
     setupModel();
     setupData();
     setupOptimizer();
     resumeIfAsked();
     if (config_.cluster.balance == Balance::kAuto && !weights_restored_) probeBalance();
-    std::signal(SIGTERM, onStopSignal);
-    std::signal(SIGUSR1, onStopSignal);
     return loop();
   }
 
@@ -179,9 +182,11 @@ class Trainer {
     estimateMemory();
     comm_ = makeCommunicator(backend_, world_, settings_.device);
     run_dir_ = config_.run.output_dir;
+    job_ = readJobInfo();
     if (world_.isRoot()) {
       fs::create_directories(run_dir_);
-      writeFileAtomic(run_dir_ / "config.yaml", toYaml(config_));
+      writeFileAtomic(run_dir_ / "config.yaml", resolvedConfigText());
+      LOOM_INFO("job: " << job_.summary() << "; run directory " << run_dir_.string());
       LOOM_INFO("world: " << world_.size() << " rank(s), backend " << toString(backend_)
                           << ", balance " << toString(config_.cluster.balance));
       for (const auto& r : all_settings_) {
@@ -191,6 +196,46 @@ class Trainer {
                             << toString(r.dtype));
       }
     }
+    checkSharedRunDir();
+  }
+
+  /// The resolved config as rank 0 writes it: which job wrote it (a comment, so the file
+  /// still loads as a config) above every key with its default filled in.
+  std::string resolvedConfigText() const {
+    std::string head = "# resolved by trainer (Loom) " + std::string(LOOM_VERSION) + "\n";
+    if (job_.inJob()) {
+      head += "# " + job_.scheduler + ": job_id " + job_.job_id + ", array_task_id " +
+              (job_.array_task_id.empty() ? "-" : job_.array_task_id) + ", restart_count " +
+              std::to_string(job_.restart_count) + "\n";
+    }
+    return head + toYaml(config_);
+  }
+
+  /// Checkpoints are written by rank 0 and read by every rank: on several hosts the run
+  /// directory must be one shared folder. Each rank looks for the config.yaml rank 0 has
+  /// just written there (collective).
+  void checkSharedRunDir() {
+    bool one_host = true;
+    for (const auto& r : all_settings_) one_host = one_host && r.host == all_settings_[0].host;
+    if (one_host) return;
+    const std::string expected = world_.allGather(world_.isRoot() ? resolvedConfigText() : "")[0];
+    std::string seen;
+    try {
+      seen = readFileOrThrow(run_dir_ / "config.yaml");
+    } catch (const InputError&) {
+    }
+    const bool mine_bad = seen != expected;
+    if (mine_bad) {
+      LOOM_ERROR("rank " << world_.rank() << " on " << world_.host() << " does not see "
+                         << (run_dir_ / "config.yaml").string() << " that rank 0 on "
+                         << all_settings_[0].host << " wrote");
+    }
+    LOOM_INPUT_CHECK(!world_.anyTrue(mine_bad),
+                     "config error: " << config_.where("run.output_dir") << ": run.output_dir: '"
+                                      << run_dir_.string()
+                                      << "' is not one folder shared by every node (ranks run "
+                                         "on several hosts and each reads the checkpoints rank 0 "
+                                         "writes); put it on a shared filesystem");
   }
 
   /// Every rank's memory estimate, logged by rank 0 before anything is loaded; a rank whose
@@ -411,6 +456,17 @@ class Trainer {
     int64_t last_checkpoint = -1;
     if (world_.isRoot()) {
       metrics_ = std::make_unique<MetricsLog>(run_dir_);
+      // A header record per start: a requeued job appends to the same file, and this says
+      // which job (and which restart of it) the steps below come from.
+      nlohmann::json hosts = nlohmann::json::array();
+      for (const auto& r : all_settings_) hosts.push_back(r.host);
+      metrics_->write(nlohmann::json({{"run",
+                                       {{"job", job_.toJson()},
+                                        {"start_step", step_},
+                                        {"world_size", world_.size()},
+                                        {"hosts", hosts},
+                                        {"version", LOOM_VERSION}}}})
+                          .dump());
       metrics_->write(nlohmann::json({{"memory_estimate", memory_estimate_}}).dump());
     }
     // Every rank's tensor bytes once the model is loaded (before the optimizer's state).
@@ -744,6 +800,7 @@ class Trainer {
   at::ScalarType dtype_ = at::kFloat;
   std::unique_ptr<Communicator> comm_;
   fs::path run_dir_;
+  JobInfo job_;  // the scheduler's job (Slurm), for the log, metrics and config.yaml
 
   std::shared_ptr<CausalLm> model_;
   bool lora_ = true;
