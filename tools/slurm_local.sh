@@ -91,7 +91,9 @@ SchedulerParameters=sched_interval=1
 MessageTimeout=30
 KillWait=10
 InactiveLimit=0
-MinJobAge=300
+# sbatch --wait polls a job every 2 s, growing by x4 while under MinJobAge/2 (at most 32 s): 16
+# keeps it at 8 s, and a finished job's record still outlives one poll.
+MinJobAge=16
 
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
