@@ -45,6 +45,7 @@
 #include "loom/train/metrics.hpp"
 #include "loom/train/model_setup.hpp"
 #include "loom/train/optimizer.hpp"
+#include "loom/train/run_record.hpp"
 #include "loom/train/schedule.hpp"
 
 namespace loom {
@@ -185,7 +186,7 @@ class Trainer {
     job_ = readJobInfo();
     if (world_.isRoot()) {
       fs::create_directories(run_dir_);
-      writeFileAtomic(run_dir_ / "config.yaml", resolvedConfigText());
+      writeFileAtomic(run_dir_ / "config.yaml", resolvedConfigText(config_, job_));
       LOOM_INFO("job: " << job_.summary() << "; run directory " << run_dir_.string());
       LOOM_INFO("world: " << world_.size() << " rank(s), backend " << toString(backend_)
                           << ", balance " << toString(config_.cluster.balance));
@@ -196,46 +197,10 @@ class Trainer {
                             << toString(r.dtype));
       }
     }
-    checkSharedRunDir();
-  }
-
-  /// The resolved config as rank 0 writes it: which job wrote it (a comment, so the file
-  /// still loads as a config) above every key with its default filled in.
-  std::string resolvedConfigText() const {
-    std::string head = "# resolved by trainer (Loom) " + std::string(LOOM_VERSION) + "\n";
-    if (job_.inJob()) {
-      head += "# " + job_.scheduler + ": job_id " + job_.job_id + ", array_task_id " +
-              (job_.array_task_id.empty() ? "-" : job_.array_task_id) + ", restart_count " +
-              std::to_string(job_.restart_count) + "\n";
-    }
-    return head + toYaml(config_);
-  }
-
-  /// Checkpoints are written by rank 0 and read by every rank: on several hosts the run
-  /// directory must be one shared folder. Each rank looks for the config.yaml rank 0 has
-  /// just written there (collective).
-  void checkSharedRunDir() {
-    bool one_host = true;
-    for (const auto& r : all_settings_) one_host = one_host && r.host == all_settings_[0].host;
-    if (one_host) return;
-    const std::string expected = world_.allGather(world_.isRoot() ? resolvedConfigText() : "")[0];
-    std::string seen;
-    try {
-      seen = readFileOrThrow(run_dir_ / "config.yaml");
-    } catch (const InputError&) {
-    }
-    const bool mine_bad = seen != expected;
-    if (mine_bad) {
-      LOOM_ERROR("rank " << world_.rank() << " on " << world_.host() << " does not see "
-                         << (run_dir_ / "config.yaml").string() << " that rank 0 on "
-                         << all_settings_[0].host << " wrote");
-    }
-    LOOM_INPUT_CHECK(!world_.anyTrue(mine_bad),
-                     "config error: " << config_.where("run.output_dir") << ": run.output_dir: '"
-                                      << run_dir_.string()
-                                      << "' is not one folder shared by every node (ranks run "
-                                         "on several hosts and each reads the checkpoints rank 0 "
-                                         "writes); put it on a shared filesystem");
+    std::vector<std::string> hosts;
+    for (const auto& r : all_settings_) hosts.push_back(r.host);
+    checkSharedRunDir(world_, config_, run_dir_, hosts,
+                      world_.isRoot() ? resolvedConfigText(config_, job_) : "");
   }
 
   /// Every rank's memory estimate, logged by rank 0 before anything is loaded; a rank whose
@@ -456,17 +421,9 @@ class Trainer {
     int64_t last_checkpoint = -1;
     if (world_.isRoot()) {
       metrics_ = std::make_unique<MetricsLog>(run_dir_);
-      // A header record per start: a requeued job appends to the same file, and this says
-      // which job (and which restart of it) the steps below come from.
-      nlohmann::json hosts = nlohmann::json::array();
+      std::vector<std::string> hosts;
       for (const auto& r : all_settings_) hosts.push_back(r.host);
-      metrics_->write(nlohmann::json({{"run",
-                                       {{"job", job_.toJson()},
-                                        {"start_step", step_},
-                                        {"world_size", world_.size()},
-                                        {"hosts", hosts},
-                                        {"version", LOOM_VERSION}}}})
-                          .dump());
+      metrics_->write(runRecord(job_, step_, hosts).dump());
       metrics_->write(nlohmann::json({{"memory_estimate", memory_estimate_}}).dump());
     }
     // Every rank's tensor bytes once the model is loaded (before the optimizer's state).
