@@ -287,7 +287,11 @@ TEST_F(Slurm, PreemptedJobCheckpointsRequeuesAndResumesBitForBit) {
       << "the run ended before the notice reached it; make kSteps larger";
   std::printf("notice after %zu steps; checkpointed at step %lld; requeued\n", steps_before,
               static_cast<long long>(checkpointed.rbegin()->first));
-  // Slurm delays a requeued job's start (BeginTime, ~2 min): start it now.
+  // Slurm delays a requeued job's start (BeginTime, ~2 min): start it now, once the node has
+  // let the first run go. Job credentials are stamped to the second: one issued in the second
+  // the previous one was revoked is refused ("Job credential revoked").
+  EXPECT_TRUE(waitUntil([] { return trimmed(sh("sinfo -h -o %T").output) == "idle"; }, 60));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
   ASSERT_EQ(sh("scontrol update JobId=" + id + " StartTime=now").exit_code, 0);
   ASSERT_EQ(job.wait_for(std::chrono::seconds(600)), std::future_status::ready);
   const ProcessResult r = job.get();
