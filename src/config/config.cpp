@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "loom/core/env_expand.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 
@@ -195,6 +196,25 @@ class Section {
     out = v;
   }
 
+  /// A path: read as a string, then ${VAR} placeholders expanded from the environment
+  /// (env_expand.hpp); an unset variable is an error at this key.
+  void getPath(const std::string& key, std::string& out) {
+    if (!has(key)) return;
+    std::string raw;
+    getString(key, raw);
+    try {
+      out = expandEnv(raw);
+    } catch (const EnvExpandError& e) {
+      fail(key, e.what());
+    }
+  }
+  void getPath(const std::string& key, std::optional<std::string>& out) {
+    if (!has(key)) return;
+    std::string v;
+    getPath(key, v);
+    out = v;
+  }
+
   void getInt(const std::string& key, int64_t& out, int64_t lo, int64_t hi) {
     if (!has(key)) return;
     out = parseInt(key, lo, hi);
@@ -316,13 +336,13 @@ DType dtypeAt(int index) { return static_cast<DType>(index); }
 
 void readRun(Section s, RunConfig& c) {
   s.getString("name", c.name);
-  s.getString("output_dir", c.output_dir);
+  s.getPath("output_dir", c.output_dir);
   s.getInt("seed", c.seed, 0, kIntMax);
 }
 
 void readModel(Section s, ModelConfig& c) {
   s.require("path", "the Hugging Face model folder (config.json + *.safetensors)");
-  s.getString("path", c.path);
+  s.getPath("path", c.path);
   if (int i = s.getEnum("dtype", kDTypes); i >= 0) c.dtype = dtypeAt(i);
   s.getBool("gradient_checkpointing", c.gradient_checkpointing);
 }
@@ -370,7 +390,7 @@ void readLora(Section s, LoraConfig& c) {
 
 void readFinetune(Section s, FinetuneConfig& c) {
   if (int i = s.getEnum("method", kMethods); i >= 0) c.method = static_cast<FinetuneMethod>(i);
-  s.getString("adapter", c.adapter);
+  s.getPath("adapter", c.adapter);
   readLora(Section(s.reader(), s.child("lora"), s.keyPath("lora"),
                    {"r", "alpha", "dropout", "targets", "rslora"}),
            c.lora);
@@ -383,8 +403,8 @@ void readFinetune(Section s, FinetuneConfig& c) {
 
 void readData(Section s, DataConfig& c) {
   s.require("train", "a pre-tokenized HDF5 file made by `trainer prepare`");
-  s.getString("train", c.train);
-  s.getString("eval", c.eval);
+  s.getPath("train", c.train);
+  s.getPath("eval", c.eval);
   s.getInt("seq_len", c.seq_len, 16, 1 << 20);
   s.getBool("packing", c.packing);
   s.getBool("allow_tokenizer_mismatch", c.allow_tokenizer_mismatch);
@@ -427,7 +447,7 @@ void readTrain(Section s, TrainConfig& c) {
 void readCheckpoint(Section s, CheckpointConfig& c) {
   s.getInt("every", c.every, 0, kIntMax);
   s.getInt("keep", c.keep, 1, 1000000);
-  s.getString("resume", c.resume);
+  s.getPath("resume", c.resume);
   if (c.resume != "auto" && c.resume != "never") {
     std::error_code ec;
     const bool found =
@@ -634,19 +654,20 @@ std::string toYaml(const Config& c) {
   e << YAML::BeginMap;
   e << YAML::Key << "run" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "name" << YAML::Value << c.run.name;
-  e << YAML::Key << "output_dir" << YAML::Value << c.run.output_dir;
+  e << YAML::Key << "output_dir" << YAML::Value << escapeEnv(c.run.output_dir);
   e << YAML::Key << "seed" << YAML::Value << c.run.seed;
   e << YAML::EndMap;
 
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "path" << YAML::Value << c.model.path;
+  e << YAML::Key << "path" << YAML::Value << escapeEnv(c.model.path);
   e << YAML::Key << "dtype" << YAML::Value << toString(c.model.dtype);
   e << YAML::Key << "gradient_checkpointing" << YAML::Value << c.model.gradient_checkpointing;
   e << YAML::EndMap;
 
   e << YAML::Key << "finetune" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "method" << YAML::Value << toString(c.finetune.method);
-  if (c.finetune.adapter) e << YAML::Key << "adapter" << YAML::Value << *c.finetune.adapter;
+  if (c.finetune.adapter)
+    e << YAML::Key << "adapter" << YAML::Value << escapeEnv(*c.finetune.adapter);
   e << YAML::Key << "lora" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "r" << YAML::Value << c.finetune.lora.r;
   e << YAML::Key << "alpha" << YAML::Value << shortest(c.finetune.lora.alpha);
@@ -656,8 +677,8 @@ std::string toYaml(const Config& c) {
   e << YAML::EndMap << YAML::EndMap;
 
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "train" << YAML::Value << c.data.train;
-  if (c.data.eval) e << YAML::Key << "eval" << YAML::Value << *c.data.eval;
+  e << YAML::Key << "train" << YAML::Value << escapeEnv(c.data.train);
+  if (c.data.eval) e << YAML::Key << "eval" << YAML::Value << escapeEnv(*c.data.eval);
   e << YAML::Key << "seq_len" << YAML::Value << c.data.seq_len;
   e << YAML::Key << "packing" << YAML::Value << c.data.packing;
   e << YAML::Key << "allow_tokenizer_mismatch" << YAML::Value << c.data.allow_tokenizer_mismatch;
@@ -683,7 +704,7 @@ std::string toYaml(const Config& c) {
   e << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "every" << YAML::Value << c.checkpoint.every;
   e << YAML::Key << "keep" << YAML::Value << c.checkpoint.keep;
-  e << YAML::Key << "resume" << YAML::Value << c.checkpoint.resume;
+  e << YAML::Key << "resume" << YAML::Value << escapeEnv(c.checkpoint.resume);
   e << YAML::EndMap;
 
   e << YAML::Key << "cluster" << YAML::Value << YAML::BeginMap;

@@ -26,6 +26,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/format.hpp"
+#include "loom/core/job_info.hpp"
 #include "loom/core/log.hpp"
 #include "loom/data/hdf5_dataset.hpp"
 #include "loom/data/planner.hpp"
@@ -47,6 +48,7 @@
 #include "loom/train/metrics.hpp"
 #include "loom/train/model_setup.hpp"
 #include "loom/train/optimizer.hpp"
+#include "loom/train/run_record.hpp"
 #include "loom/train/schedule.hpp"
 
 namespace loom {
@@ -198,9 +200,11 @@ class Trainer {
     estimateMemory();
     comm_ = makeCommunicator(backend_, world_, settings_.device);
     run_dir_ = config_.run.output_dir;
+    job_ = readJobInfo();
     if (world_.isRoot()) {
       fs::create_directories(run_dir_);
-      writeFileAtomic(run_dir_ / "config.yaml", toYaml(config_));
+      writeFileAtomic(run_dir_ / "config.yaml", resolvedConfigText(config_, job_));
+      LOOM_INFO("job: " << job_.summary() << "; run directory " << run_dir_.string());
       LOOM_INFO("world: " << world_.size() << " rank(s), backend " << toString(backend_)
                           << ", balance " << toString(config_.cluster.balance));
       for (const auto& r : all_settings_) {
@@ -210,6 +214,10 @@ class Trainer {
                             << toString(r.dtype));
       }
     }
+    std::vector<std::string> hosts;
+    for (const auto& r : all_settings_) hosts.push_back(r.host);
+    checkSharedRunDir(world_, config_, run_dir_, hosts,
+                      world_.isRoot() ? resolvedConfigText(config_, job_) : "");
   }
 
   /// Every rank's memory estimate, logged by rank 0 before anything is loaded; a rank whose
@@ -457,6 +465,11 @@ class Trainer {
     int64_t last_checkpoint = -1;
     if (world_.isRoot()) {
       metrics_ = std::make_unique<MetricsLog>(run_dir_, resumed_step_);
+      // A run record per start (a requeued job appends to the same file): which job, and
+      // which restart of it, the steps below come from.
+      std::vector<std::string> hosts;
+      for (const auto& r : all_settings_) hosts.push_back(r.host);
+      metrics_->write(runRecord(job_, step_, hosts).dump());
       if (resumed_step_ >= 0) {
         metrics_->write(nlohmann::json({{"resumed_after_step", resumed_step_}}).dump());
       }
@@ -805,6 +818,7 @@ class Trainer {
   at::ScalarType dtype_ = at::kFloat;
   std::unique_ptr<Communicator> comm_;
   fs::path run_dir_;
+  JobInfo job_;  // the scheduler's job (Slurm), for the log, metrics and config.yaml
 
   std::shared_ptr<CausalLm> model_;
   bool lora_ = true;

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "loom/core/error.hpp"
 
 namespace loom {
@@ -99,6 +101,39 @@ TEST(Config, OverrideIntoListByIndex) {
   const Config c = parseConfig(yaml, "t.yaml", {"cluster.ranks.0.weight=3"});
   EXPECT_DOUBLE_EQ(c.cluster.ranks.at(0).weight.value(), 3.0);
   EXPECT_NE(errorOf(yaml, {"cluster.ranks.4.weight=3"}).find("not an index"), std::string::npos);
+}
+
+TEST(Config, PathsExpandEnvironmentPlaceholders) {
+  ::setenv("LOOM_TEST_JOB", "4242", 1);
+  ::unsetenv("LOOM_TEST_UNSET");
+  const Config c = parseConfig(
+      std::string(kMinimal) + "run: {output_dir: 'runs/${LOOM_TEST_JOB}/${LOOM_TEST_UNSET:-a}'}\n",
+      "t.yaml", {"data.eval=/data/${LOOM_TEST_JOB}.h5"});
+  EXPECT_EQ(c.run.output_dir, "runs/4242/a");
+  EXPECT_EQ(c.data.eval.value(), "/data/4242.h5");
+  // The resolved config holds the expanded value and reads back to itself.
+  const std::string emitted = toYaml(c);
+  EXPECT_NE(emitted.find("output_dir: runs/4242/a\n"), std::string::npos) << emitted;
+  ::setenv("LOOM_TEST_JOB", "$x", 1);
+  const Config d =
+      parseConfig(std::string(kMinimal) + "run: {output_dir: 'r/${LOOM_TEST_JOB}'}\n", "t.yaml");
+  EXPECT_EQ(d.run.output_dir, "r/$x");
+  EXPECT_EQ(parseConfig(toYaml(d), "again.yaml").run.output_dir, "r/$x");
+  ::unsetenv("LOOM_TEST_JOB");
+}
+
+TEST(Config, AnUnsetVariableIsAnErrorAtItsKey) {
+  ::unsetenv("LOOM_TEST_UNSET");
+  const std::string e =
+      errorOf(std::string(kMinimal) + "run:\n  output_dir: runs/${LOOM_TEST_UNSET}\n");
+  EXPECT_NE(
+      e.find("test.yaml:9:15: run.output_dir: environment variable LOOM_TEST_UNSET is not set"),
+      std::string::npos)
+      << e;
+  const std::string o = errorOf(kMinimal, {"run.output_dir=$LOOM_TEST_UNSET"});
+  EXPECT_NE(o.find("--set run.output_dir=$LOOM_TEST_UNSET: run.output_dir"), std::string::npos)
+      << o;
+  EXPECT_NE(o.find("${NAME}"), std::string::npos) << o;
 }
 
 TEST(Config, ErrorsNameFileLineAndColumn) {

@@ -100,6 +100,9 @@ std::vector<BadConfig> badConfigs() {
        "train.warmup_steps", ":17:17", "exceeds max_steps"},
       {"AdapterWithFull", mutate("method: lora", "method: full\n  adapter: /a"), "finetune.adapter",
        ":9:12", "cannot be combined"},
+      {"UnsetVariable",
+       mutate("output_dir: /tmp/loom-cli-test-run", "output_dir: /tmp/${LOOM_CLI_TEST_UNSET}"),
+       "run.output_dir", ":3:15", "environment variable LOOM_CLI_TEST_UNSET is not set"},
       {"InvalidYaml", mutate("seq_len: 512", "seq_len: [512"), "", ":", "not valid YAML"},
   };
 }

@@ -57,7 +57,9 @@ std::filesystem::path TempDir::write(const std::string& name, const std::string&
 
 ProcessResult runProcess(const std::vector<std::string>& argv) {
   int fds[2];
-  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  // Close-on-exec: a process forked meanwhile by another thread must not keep our write end
+  // open (the read below would wait for it to exit). dup2 onto 1 and 2 clears the flag.
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {

@@ -15,6 +15,11 @@
 //   cluster:    {backend: auto|nccl|mpi, balance: auto|static, overlap_grad_sync,
 //                ranks: [{match: {host, local_rank, gpu}, device, weight, micro_batch, dtype,
 //                         loss_chunk_tokens, gradient_checkpointing}]}
+//
+// Paths (run.output_dir, model.path, finetune.adapter, data.train, data.eval,
+// checkpoint.resume) may hold environment placeholders, `runs/${SLURM_JOB_ID}` or
+// `${NAME:-default}` (core/env_expand.hpp), expanded when the file is read; an unset
+// variable is a config error at that key.
 
 #include <cstdint>
 #include <map>
@@ -41,7 +46,7 @@ const std::vector<std::string>& loraTargetNames();
 
 struct RunConfig {
   std::string name = "loom";
-  std::string output_dir = "runs/loom";
+  std::string output_dir = "runs/loom";  ///< placeholders already expanded
   int64_t seed = 1234;
 };
 
