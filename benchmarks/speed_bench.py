@@ -1,0 +1,816 @@
+#!/usr/bin/env python3
+"""Loom against Hugging Face Trainer + PEFT on the same device, the same samples, the same
+steps: tokens/s (real, non-pad tokens), peak memory, model FLOPs utilisation, and Loom/HF.
+
+    .venv/bin/python benchmarks/speed_bench.py --case cpu            # ~5 min on 2 cores
+    .venv/bin/python benchmarks/speed_bench.py --case lora-1.7b [--steps 12] [--json r.json]
+    .venv/bin/python benchmarks/speed_bench.py --case full-0.6b [--steps 12] [--json r.json]
+
+Cases (random weights, real shapes, made here by transformers; nothing is downloaded):
+  lora-1.7b  Qwen3-1.7B shape, LoRA r16 alpha 32 all-linear, seq 2048, bf16 (CUDA)
+  full-0.6b  Qwen3-0.6B shape, full fine-tuning, seq 2048, bf16 (CUDA)
+  cpu        a small Qwen3-shaped model, LoRA, fp32 on the CPU (both sides in a few minutes)
+
+The samples are variable-length documents (lengths from a fixed-seed log-normal, like
+instruction data; the first part of each is prompt, loss on the rest), written once to
+Loom's HDF5 format. Loom packs them into rows of --seq-len (data.packing: true); HF pads
+each micro-batch to its longest sample (DataCollatorForSeq2Seq, its usual collator), and,
+when flash-attn is installed, also runs with DataCollatorWithFlattening. Each optimizer step
+takes the same samples on both sides: Loom's epoch order is recomputed here (its splitmix64
+Fisher-Yates shuffle) and HF reads the samples in that order with a sequential sampler; the
+per-step token counts Loom reports are checked against it. Same lr (constant), AdamW
+(HF: adamw_torch_fused where torch has it), clipping at 1.0, no weight decay, LoRA dropout 0,
+the same gradient checkpointing choice on both sides. The first --warmup steps are not timed:
+Loom's per-step times come from its metrics.jsonl (step_s), HF's from a TrainerCallback
+(time between the end of step --warmup and the end of the last step; on CUDA synchronised).
+
+Memory: on CUDA both are the caching allocator's peak of allocated tensor bytes over the
+whole process (torch.cuda.max_memory_allocated for HF, Loom's peak_tensor_bytes); the CUDA
+context is in neither. On the CPU both get the peak resident set of their process
+(getrusage of the child: everything, libraries and Python included), and Loom also its
+counting allocator's peak of tensor bytes (HF's has no such counter).
+
+MFU counts model FLOPs only: 4N per token for LoRA (forward + input gradients; the adapters'
+~1% not counted), 6N for full, N = the matmul weights (layers + lm_head), plus causal
+attention within each document (3x its forward: forward, dQ/dK/dV). Padding and recompute
+are not useful work and are not counted. On CUDA it is divided by the GPU's dense bf16 peak
+(a small table by name, or --peak-tflops); on the CPU the achieved GFLOP/s are printed.
+
+This is a benchmark that prints numbers, never a timed test.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MASK64 = (1 << 64) - 1
+
+QWEN3_1_7B = dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144,
+                  num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                  head_dim=128)
+QWEN3_0_6B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072,
+                  num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                  head_dim=128)
+SMALL_CPU = dict(vocab_size=32768, hidden_size=512, intermediate_size=1536,
+                 num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4,
+                 head_dim=64)
+
+CASES = {
+    "lora-1.7b": dict(shape=QWEN3_1_7B, shape_name="Qwen3-1.7B", method="lora", device="cuda",
+                      seq_len=2048, min_len=100, max_len=1500, median_len=450,
+                      batch_tokens=32768, micro_batch=2, steps=20, warmup=3, lr=2e-4),
+    "full-0.6b": dict(shape=QWEN3_0_6B, shape_name="Qwen3-0.6B", method="full", device="cuda",
+                      seq_len=2048, min_len=100, max_len=1500, median_len=450,
+                      batch_tokens=32768, micro_batch=2, steps=20, warmup=3, lr=1e-5),
+    "cpu": dict(shape=SMALL_CPU, shape_name="small Qwen3", method="lora", device="cpu",
+                seq_len=512, min_len=32, max_len=384, median_len=120,
+                batch_tokens=2048, micro_batch=1, steps=10, warmup=2, lr=2e-4),
+}
+
+# Dense bf16 tensor-core peak, TFLOP/s, first match of the name wins (order matters).
+PEAK_BF16_TFLOPS = [
+    ("GH200", 989.0), ("H200 NVL", 835.0), ("H200", 989.0), ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0), ("H100", 989.0), ("H800", 989.0), ("H20", 148.0), ("B200", 2250.0),
+    ("B100", 1750.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L40", 181.0),
+    ("L4", 121.0), ("A10", 125.0), ("A6000", 155.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0),
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def log(msg):
+    print(f"[speed_bench] {msg}", file=sys.stderr, flush=True)
+
+
+def gib(n):
+    return "-" if n is None else f"{n / 2**30:.2f}"
+
+
+def child_env():
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", HF_HUB_DISABLE_TELEMETRY="1")
+    return env
+
+
+def run_child(cmd, log_path, timeout):
+    """Runs cmd with output to log_path; returns (exit code, peak RSS bytes of that process, s).
+    os.wait4 gives that child's own rusage (ru_maxrss: its peak resident set)."""
+    t0 = time.time()
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(),
+                                start_new_session=True)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.time() - t0 > timeout:
+                log(f"timeout after {timeout} s: {' '.join(cmd[:3])} ...; killing it")
+                os.killpg(proc.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.2)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return proc.returncode, usage.ru_maxrss * 1024, time.time() - t0
+
+
+def tail(path, n=30):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------- Loom's epoch order, in Python
+
+class SplitMix64:
+    def __init__(self, seed):
+        self.state = seed & MASK64
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def below(self, bound):
+        threshold = ((1 << 64) - bound) % bound
+        while True:
+            r = self.next()
+            if r >= threshold:
+                return r % bound
+
+
+def mix64(x):
+    return SplitMix64(x).next()
+
+
+def loom_epoch_order(n, seed, epoch=0):
+    """src/data/planner.cpp buildLayout: Fisher-Yates over the non-empty samples."""
+    order = list(range(n))
+    rng = SplitMix64(mix64(seed) ^ mix64((epoch + 0x5851F42D4C957F2D) & MASK64))
+    for i in range(n - 1, 0, -1):
+        j = rng.below(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+# ------------------------------------------------------------------------------ data, model
+
+def make_lengths(a, n):
+    import numpy as np
+    rng = np.random.default_rng(1234)
+    x = rng.lognormal(mean=math.log(a.median_len), sigma=0.7, size=n)
+    return np.clip(np.round(x), a.min_len, a.max_len).astype(np.int64)
+
+
+def write_data(path, lengths, vocab):
+    """Loom's HDF5 token file (docs/DESIGN.md "Prepared data", as memory_bench.py writes it)."""
+    import h5py
+    import numpy as np
+    rng = np.random.default_rng(99)
+    n = len(lengths)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    tokens = rng.integers(3, vocab, size=int(offsets[-1]), dtype=np.int32)
+    mask = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    loss_tokens = np.zeros(n, dtype=np.int32)
+    for i, length in enumerate(lengths):
+        prompt = max(1, int(length * rng.uniform(0.2, 0.6)))  # prompt: no loss
+        mask[offsets[i] + prompt:offsets[i + 1]] = 1
+        loss_tokens[i] = int(length) - prompt
+    with h5py.File(path, "w") as f:
+        f.create_dataset("tokens", data=tokens, chunks=True)
+        f.create_dataset("loss_mask", data=mask, chunks=True)
+        f.create_dataset("offsets", data=offsets)
+        f.create_dataset("loss_tokens", data=loss_tokens)
+        f.attrs["format"] = "loom-tokens"
+        f.attrs["format_version"] = np.int64(1)
+        f.attrs["vocab_size"] = np.int64(vocab)
+        f.attrs["tokenizer_hash"] = ""
+        f.attrs["eos_id"] = np.int64(1)
+        f.attrs["pad_id"] = np.int64(0)
+        f.attrs["source_files"] = []
+        f.attrs["template"] = ""
+        f.attrs["created"] = "2026-01-01T00:00:00Z"
+        f.attrs["num_samples"] = np.int64(n)
+        f.attrs["num_tokens"] = np.int64(offsets[-1])
+        f.attrs["num_loss_tokens"] = np.int64(loss_tokens.sum())
+
+
+def matmul_params(s):
+    """Weights that multiply every token: the decoder layers' projections + lm_head."""
+    h, q, kv = s["hidden_size"], s["num_attention_heads"] * s["head_dim"], \
+        s["num_key_value_heads"] * s["head_dim"]
+    per_layer = h * q + 2 * h * kv + q * h + 3 * h * s["intermediate_size"]
+    return s["num_hidden_layers"] * per_layer + s["vocab_size"] * h
+
+
+def total_params(s):
+    h = s["hidden_size"]
+    norms = s["num_hidden_layers"] * (2 * h + 2 * s["head_dim"]) + h
+    return matmul_params(s) + norms  # tied: the embedding is lm_head
+
+
+def lora_params(s, r=16):
+    h, q, kv, i = s["hidden_size"], s["num_attention_heads"] * s["head_dim"], \
+        s["num_key_value_heads"] * s["head_dim"], s["intermediate_size"]
+    per = r * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h))
+    return s["num_hidden_layers"] * per
+
+
+def model_flops(s, method, doc_lengths):
+    """Useful FLOPs of one optimizer step over these documents (see the module docstring)."""
+    tokens = sum(doc_lengths)
+    k = 6 if method == "full" else 4
+    attn_fwd = sum(4 * s["num_attention_heads"] * s["head_dim"] * L * (L + 1) / 2
+                   for L in doc_lengths) * s["num_hidden_layers"]
+    return k * matmul_params(s) * tokens + 3 * attn_fwd
+
+
+# ---------------------------------------------------------------------------- child roles
+
+def role_probe(out):
+    import importlib.util
+    import torch
+    import transformers
+    import peft
+    info = {"torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": platform.python_version(),
+            "flash_attn": None, "cuda": torch.cuda.is_available(), "torch_threads":
+            torch.get_num_threads(), "cpu": cpu_name(), "cpu_count": os.cpu_count()}
+    if importlib.util.find_spec("flash_attn") is not None:
+        try:
+            import flash_attn
+            info["flash_attn"] = flash_attn.__version__
+        except Exception as e:  # installed but broken: HF would fail too
+            info["flash_attn_error"] = str(e)[:200]
+    if info["cuda"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_capability"] = list(torch.cuda.get_device_capability(0))
+        info["gpu_memory"] = torch.cuda.get_device_properties(0).total_memory
+        info["torch_cuda"] = torch.version.cuda
+    for dev in ["cpu"] + (["cuda"] if info["cuda"] else []):
+        try:  # does fused AdamW run on this device?
+            p = torch.nn.Parameter(torch.ones(4, device=dev))
+            p.grad = torch.ones(4, device=dev)
+            torch.optim.AdamW([p], lr=1e-3, fused=True).step()
+            info[f"fused_adamw_{dev}"] = True
+        except Exception:
+            info[f"fused_adamw_{dev}"] = False
+    with open(out, "w") as f:
+        json.dump(info, f)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def role_model(spec_path):
+    import torch
+    import transformers
+    with open(spec_path) as f:
+        spec = json.load(f)
+    s = spec["shape"]
+    config = transformers.Qwen3Config(
+        **s, max_position_embeddings=40960, rms_norm_eps=1e-6, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        layer_types=["full_attention"] * s["num_hidden_layers"])
+    torch.manual_seed(0)
+    with torch.device("cpu"):
+        model = transformers.Qwen3ForCausalLM(config)
+    model = model.to(torch.bfloat16 if spec["disk_dtype"] == "bf16" else torch.float32)
+    model.save_pretrained(spec["out"], safe_serialization=True)
+    n = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"params": n}))
+
+
+def role_hf(spec_path):
+    """Hugging Face Trainer + PEFT, as a Python user runs it, on the bench's samples."""
+    with open(spec_path) as f:
+        spec = json.load(f)
+    rss_start = rss_now()
+    import h5py
+    import numpy as np
+    import torch
+    import transformers
+    from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq,
+                              DataCollatorWithFlattening, PreTrainedTokenizerFast, Trainer,
+                              TrainerCallback, TrainingArguments)
+    rss_imports = rss_now()
+    cuda = spec["device"] == "cuda"
+    dev = torch.device("cuda" if cuda else "cpu")
+    full = spec["method"] == "full"
+    # LoRA: base in the compute dtype, adapters fp32 (PEFT's default), bf16 autocast.
+    # Full: fp32 weights + bf16 autocast (Loom's numerics: fp32 masters and moments), unless
+    # --hf-full-dtype bf16 (pure bf16 weights and AdamW state).
+    if not cuda:
+        load_dtype = torch.float32
+    elif full and spec["hf_full_dtype"] == "fp32":
+        load_dtype = torch.float32
+    else:
+        load_dtype = torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=load_dtype,
+                                                 attn_implementation=spec["attn"])
+    model.to(dev)
+    if not full:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
+                                                 target_modules="all-linear",
+                                                 task_type="CAUSAL_LM"))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    loaded = torch.cuda.memory_allocated() if cuda else None
+
+    with h5py.File(spec["data"], "r") as f:
+        tokens = f["tokens"][:]
+        mask = f["loss_mask"][:]
+        offsets = f["offsets"][:]
+    samples = []
+    for i in spec["order"]:
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        ids = tokens[a:b].astype(np.int64)
+        labels = np.where(mask[a:b] == 1, ids, -100)
+        labels[0] = -100
+        samples.append({"input_ids": ids.tolist(), "labels": labels.tolist()})
+    if spec["collator"] == "flatten":
+        collator = DataCollatorWithFlattening()
+    else:
+        from tokenizers import Tokenizer
+        from tokenizers.models import WordLevel
+        tok = PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer(WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2},
+                                                 unk_token="<unk>")),
+            pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+        for s in samples:
+            s["attention_mask"] = [1] * len(s["input_ids"])
+        collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+
+    class Samples(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(samples)
+
+        def __getitem__(self, i):
+            return samples[i]
+
+    marks, losses = [], []
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if cuda:
+                torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kw):
+            if cuda:
+                torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                losses.append([state.global_step, float(logs["loss"])])
+
+    ckpt = {}
+    if spec["checkpointing"]:  # transformers 5 renamed it; either name, whichever exists
+        name = "activation_checkpointing" if "activation_checkpointing" in \
+            TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
+        ckpt = {name: True, name + "_kwargs": {"use_reentrant": False}}
+    args = TrainingArguments(
+        output_dir=spec["out"], max_steps=spec["steps"],
+        per_device_train_batch_size=spec["hf_micro_batch"],
+        gradient_accumulation_steps=spec["accum"], learning_rate=spec["lr"],
+        lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+        optim=spec["optim"], bf16=cuda, use_cpu=not cuda, logging_steps=1,
+        save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, train_sampling_strategy="sequential",
+        remove_unused_columns=False, seed=1, **ckpt)
+    trainer = Trainer(model=model, args=args, train_dataset=Samples(), data_collator=collator,
+                      callbacks=[Clock()])
+    trainer.train()
+    res = {"marks": marks, "losses": losses, "trainable": trainable, "loaded": loaded,
+           "peak": torch.cuda.max_memory_allocated() if cuda else None,
+           "peak_reserved": torch.cuda.max_memory_reserved() if cuda else None,
+           "rss_start": rss_start, "rss_imports": rss_imports,
+           "threads": torch.get_num_threads(), "load_dtype": str(load_dtype).replace("torch.", ""),
+           "attn": getattr(model.config, "_attn_implementation", spec["attn"]),
+           "optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer")
+                             else trainer.optimizer).__name__}
+    with open(spec["result"], "w") as f:
+        json.dump(res, f)
+
+
+def rss_now():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------------- runs
+
+def run_loom(a, work, model_dir, data, batch_samples, step_tokens):
+    out = os.path.join(work, "loom-run")
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = os.path.join(work, "loom.yaml")
+    dtype = "bf16" if a.device == "cuda" else "fp32"
+    with open(cfg, "w") as f:
+        f.write(f"""# written by benchmarks/speed_bench.py
+run: {{name: speed-bench, output_dir: {out}, seed: {a.seed}}}
+model: {{path: {model_dir}, dtype: {dtype}, gradient_checkpointing: {str(a.checkpointing).lower()}}}
+finetune: {{method: {a.method}, lora: {{r: 16, alpha: 32, dropout: 0.0, targets: all-linear}}}}
+data: {{train: {data}, seq_len: {a.seq_len}, packing: true}}
+train: {{global_batch_size: {batch_samples}, max_steps: {a.steps}, lr: {a.lr}, lr_schedule: constant, warmup_steps: 0, weight_decay: 0.0, max_grad_norm: 1.0, log_every: 1}}
+checkpoint: {{every: 0, keep: 1, resume: never}}
+cluster: {{balance: static, ranks: [{{device: {a.device}, micro_batch: {a.micro_batch}, loss_chunk_tokens: {a.loss_chunk}}}]}}
+""")
+    cmd = [a.trainer, "--config", cfg, "--log-level", "info"]
+    if a.mpirun:
+        cmd = ["mpirun", "-np", "1", "--allow-run-as-root"] + cmd
+    log("loom: " + " ".join(cmd))
+    rc, rss, wall = run_child(cmd, os.path.join(work, "loom.log"), a.timeout)
+    res = {"rc": rc, "rss": rss, "wall": wall, "config": cfg, "log": os.path.join(work, "loom.log")}
+    if rc != 0:
+        res["error"] = tail(res["log"])
+        return res
+    rows = []
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    steps = [r for r in rows if "step_s" in r and "step" in r]
+    timed = [r for r in steps if r["step"] > a.warmup]
+    rank = lambda r, k: (r.get("ranks") or [{}])[0].get(k)
+    res["steps"] = [{"step": r["step"], "tokens": r.get("tokens"), "step_s": r["step_s"],
+                     "loss": r.get("loss"), "compute_s": rank(r, "compute_s"),
+                     "data_wait_s": rank(r, "data_wait_s"), "grad_sync_s": rank(r, "grad_sync_s")}
+                    for r in steps]
+    res["time"] = sum(r["step_s"] for r in timed)
+    res["timed_steps"] = len(timed)
+    res["tokens"] = sum(r.get("tokens", 0) for r in timed)
+    tensor_peaks = [rank(r, "peak_tensor_bytes") for r in steps if rank(r, "peak_tensor_bytes")]
+    mem_peaks = [rank(r, "peak_memory_bytes") for r in steps if rank(r, "peak_memory_bytes")]
+    res["peak_tensor"] = max(tensor_peaks) if tensor_peaks else None
+    res["peak_memory"] = max(mem_peaks) if mem_peaks else None
+    for r in rows:
+        if "loaded_tensor_bytes" in r:
+            res["loaded"] = r["loaded_tensor_bytes"][0]
+        if "memory_estimate" in r:
+            res["estimate"] = r["memory_estimate"][0].get("tensors_bytes")
+    res["loss1"] = steps[0].get("loss") if steps else None
+    # Is every step the samples this script gave HF? (Loom's tokens per step vs ours.)
+    got = [r.get("tokens") for r in steps]
+    res["order_check"] = sum(1 for g, e in zip(got, step_tokens) if g == e), len(step_tokens)
+    m = re.search(r"(\d+) trainable parameters", tail(res["log"], 400))
+    res["trainable"] = int(m.group(1)) if m else None
+    return res
+
+
+def run_hf(a, work, model_dir, data, order, batch_samples, collator, probe):
+    tag = f"hf-{collator}"
+    spec = {"model": model_dir, "data": data, "order": order, "device": a.device,
+            "method": a.method, "steps": a.steps, "hf_micro_batch": a.hf_micro_batch,
+            "accum": batch_samples // a.hf_micro_batch, "lr": a.lr, "collator": collator,
+            "attn": a.attn, "optim": a.optim, "checkpointing": a.checkpointing,
+            "hf_full_dtype": a.hf_full_dtype, "out": os.path.join(work, tag),
+            "result": os.path.join(work, tag + ".json")}
+    spec_path = os.path.join(work, tag + "-spec.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    if os.path.exists(spec["result"]):
+        os.remove(spec["result"])
+    cmd = [sys.executable, os.path.abspath(__file__), "--role", "hf", "--spec", spec_path]
+    log(f"{tag}: {' '.join(cmd)}")
+    rc, rss, wall = run_child(cmd, os.path.join(work, tag + ".log"), a.timeout)
+    res = {"rc": rc, "rss": rss, "wall": wall, "log": os.path.join(work, tag + ".log")}
+    if rc != 0 or not os.path.exists(spec["result"]):
+        res["error"] = tail(res["log"])
+        return res
+    with open(spec["result"]) as f:
+        res.update(json.load(f))
+    marks = res["marks"]  # [train begin, end of step 1, ..., end of step N]
+    res["step_s"] = [marks[i + 1] - marks[i] for i in range(len(marks) - 1)]
+    if len(marks) > a.warmup + 1:
+        res["time"] = marks[-1] - marks[a.warmup]
+        res["timed_steps"] = len(marks) - 1 - a.warmup
+    res["loss1"] = res["losses"][0][1] if res["losses"] else None
+    return res
+
+
+# --------------------------------------------------------------------------------- main
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=sorted(CASES), default="cpu")
+    ap.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda for the GPU cases")
+    ap.add_argument("--steps", type=int, help="optimizer steps (both sides)")
+    ap.add_argument("--warmup", type=int, help="first steps left out of the timing")
+    ap.add_argument("--seq-len", type=int, help="Loom's packed row length")
+    ap.add_argument("--micro-batch", type=int, help="Loom: rows of --seq-len per forward")
+    ap.add_argument("--hf-micro-batch", type=int,
+                    help="HF: samples per forward (default: as many real tokens on average as "
+                         "Loom's micro-batch holds)")
+    ap.add_argument("--batch-tokens", type=int,
+                    help="about this many real tokens per optimizer step (rounded to whole "
+                         "HF micro-batches of samples)")
+    ap.add_argument("--layers", type=int, help="fewer layers than the case's shape (smoke runs)")
+    ap.add_argument("--min-len", type=int)
+    ap.add_argument("--max-len", type=int)
+    ap.add_argument("--median-len", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="gradient checkpointing on both sides")
+    ap.add_argument("--loss-chunk", type=int, default=2048, help="Loom's loss_chunk_tokens")
+    ap.add_argument("--hf-full-dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="full on CUDA: HF weights in fp32 + bf16 autocast (fp32 masters as "
+                         "Loom), or pure bf16")
+    ap.add_argument("--hf-flatten", action="store_true",
+                    help="also run HF with DataCollatorWithFlattening without flash-attn "
+                         "(sdpa, block mask from position_ids; a smoke test of that path)")
+    ap.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak (else by name)")
+    ap.add_argument("--trainer", default=os.environ.get(
+        "LOOM_TRAINER", os.path.join(ROOT, "build", "src", "trainer")))
+    ap.add_argument("--mpirun", action="store_true", help="run Loom under mpirun -np 1")
+    ap.add_argument("--skip-loom", action="store_true")
+    ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per run")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", help="work folder (model, data, runs); the model is reused")
+    ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--role", choices=["probe", "model", "hf"], help=argparse.SUPPRESS)
+    ap.add_argument("--spec", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    case = CASES[a.case]
+    for key in ("device", "steps", "warmup", "seq_len", "micro_batch", "batch_tokens",
+                "min_len", "max_len", "median_len", "lr"):
+        if getattr(a, key) is None:
+            setattr(a, key, case[key])
+    a.method = case["method"]
+    a.shape = dict(case["shape"])
+    a.shape_name = case["shape_name"]
+    if a.layers:
+        a.shape["num_hidden_layers"] = a.layers
+    a.max_len = min(a.max_len, a.seq_len)
+    a.min_len = min(a.min_len, a.max_len)
+    a.median_len = min(max(a.median_len, a.min_len), a.max_len)
+    if a.steps <= a.warmup:
+        ap.error(f"--steps ({a.steps}) must be more than --warmup ({a.warmup})")
+    return a
+
+
+def main():
+    a = parse()
+    if a.role == "probe":
+        return role_probe(a.spec)
+    if a.role == "model":
+        return role_model(a.spec)
+    if a.role == "hf":
+        return role_hf(a.spec)
+
+    work = os.path.abspath(a.out or os.path.join(ROOT, "runs", "speed_bench", a.case))
+    os.makedirs(work, exist_ok=True)
+    probe_path = os.path.join(work, "probe.json")
+    rc, _, _ = run_child([sys.executable, os.path.abspath(__file__), "--role", "probe",
+                          "--spec", probe_path], os.path.join(work, "probe.log"), 600)
+    if rc != 0:
+        sys.exit("probe failed:\n" + tail(os.path.join(work, "probe.log")))
+    with open(probe_path) as f:
+        probe = json.load(f)
+    if a.device == "cuda" and not probe["cuda"]:
+        sys.exit("--device cuda, but torch sees no CUDA device (use --device cpu for a smoke run)")
+    a.optim = "adamw_torch_fused" if probe.get(f"fused_adamw_{a.device}") else "adamw_torch"
+    a.attn = "flash_attention_2" if (a.device == "cuda" and probe.get("flash_attn")) else "sdpa"
+    if not os.path.exists(a.trainer) and not a.skip_loom:
+        sys.exit(f"no Loom trainer at {a.trainer} (build it, or pass --trainer / LOOM_TRAINER)")
+
+    # The model: random weights, real shapes; reused when the folder holds the same shape.
+    model_dir = os.path.join(work, "model")
+    disk_dtype = "bf16" if a.device == "cuda" else "fp32"
+    model_spec = {"shape": a.shape, "disk_dtype": disk_dtype, "out": model_dir}
+    stamp = os.path.join(model_dir, "speed_bench.json")
+    stamp_ok = False
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            stamp_ok = json.load(f) == model_spec
+    if not stamp_ok:
+        shutil.rmtree(model_dir, ignore_errors=True)
+        spec_path = os.path.join(work, "model-spec.json")
+        with open(spec_path, "w") as f:
+            json.dump(model_spec, f)
+        log(f"making the model ({a.shape_name} shape, {a.shape['num_hidden_layers']} layers)")
+        rc, _, wall = run_child([sys.executable, os.path.abspath(__file__), "--role", "model",
+                                 "--spec", spec_path], os.path.join(work, "model.log"), a.timeout)
+        if rc != 0:
+            sys.exit("making the model failed:\n" + tail(os.path.join(work, "model.log")))
+        with open(stamp, "w") as f:
+            json.dump(model_spec, f)
+        log(f"model made in {wall:.0f} s")
+
+    # The samples, and which of them each step takes (Loom's order, recomputed here).
+    mean_len = float(make_lengths(a, 4096).mean())
+    if a.hf_micro_batch is None:
+        a.hf_micro_batch = max(1, round(a.micro_batch * a.seq_len * 0.9 / mean_len))
+    per_step = max(1, round(a.batch_tokens / mean_len / a.hf_micro_batch)) * a.hf_micro_batch
+    n = per_step * a.steps
+    lengths = make_lengths(a, n)
+    data = os.path.join(work, "data.h5")
+    write_data(data, lengths, a.shape["vocab_size"])
+    order = loom_epoch_order(n, a.seed)
+    step_docs = [[int(lengths[i]) for i in order[k * per_step:(k + 1) * per_step]]
+                 for k in range(a.steps)]
+    step_tokens = [sum(d) for d in step_docs]
+    timed_docs = [L for d in step_docs[a.warmup:] for L in d]
+    flops_timed = model_flops(a.shape, a.method, timed_docs)
+    # HF's padded tokens: each micro-batch padded to its longest sample.
+    hf_padded = sum(a.hf_micro_batch * max(d[i:i + a.hf_micro_batch])
+                    for d in step_docs for i in range(0, len(d), a.hf_micro_batch))
+
+    if a.device == "cuda":
+        dev_name = probe.get("gpu", "cuda")
+        peak = a.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS if k in dev_name), None)
+    else:
+        dev_name = f"{probe['cpu']} ({probe['cpu_count']} cores, torch threads {probe['torch_threads']})"
+        peak = None
+
+    results = {"case": a.case, "device": a.device, "device_name": dev_name,
+               "versions": {k: probe.get(k) for k in ("torch", "transformers", "peft",
+                                                      "flash_attn", "python", "torch_cuda")},
+               "loom_commit": git_describe(a.trainer),
+               "settings": {k: getattr(a, k) for k in (
+                   "method", "steps", "warmup", "seq_len", "micro_batch", "hf_micro_batch",
+                   "checkpointing", "lr", "loss_chunk", "optim", "attn", "min_len", "max_len",
+                   "median_len", "hf_full_dtype")},
+               "shape": a.shape, "samples": n, "samples_per_step": per_step,
+               "tokens_per_step_mean": float(np.mean(step_tokens)),
+               "model_flops_timed": flops_timed, "peak_tflops": peak, "runs": {}}
+
+    if not a.skip_loom:
+        results["runs"]["loom"] = run_loom(a, work, model_dir, data, per_step, step_tokens)
+    if not a.skip_hf:
+        results["runs"]["hf-padded"] = run_hf(a, work, model_dir, data, order, per_step,
+                                              "pad", probe)
+        if (probe.get("flash_attn") and a.device == "cuda") or a.hf_flatten:
+            results["runs"]["hf-flattened"] = run_hf(a, work, model_dir, data, order, per_step,
+                                                     "flatten", probe)
+        else:
+            results["runs"]["hf-flattened"] = {
+                "skipped": "flash-attn not installed" if a.device == "cuda" else "CPU (needs flash-attn)"}
+
+    for r in results["runs"].values():
+        if r.get("time"):
+            r["tokens_per_s"] = sum(step_tokens[a.warmup:]) / r["time"]
+            r["model_tflops"] = flops_timed / r["time"] / 1e12
+            if peak:
+                r["mfu"] = r["model_tflops"] / peak
+    report(a, results, lengths, step_tokens, hf_padded, mean_len)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+        log(f"results written to {a.json}")
+
+
+def git_describe(trainer):
+    try:
+        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(trainer))))
+        out = subprocess.run(["git", "-C", src, "log", "-1", "--format=%h %s"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        return out[:100] or None
+    except Exception:
+        return None
+
+
+def report(a, res, lengths, step_tokens, hf_padded, mean_len):
+    s, runs, cuda = a.shape, res["runs"], a.device == "cuda"
+    v = res["versions"]
+    print(f"\n== speed_bench --case {a.case}: Loom vs Hugging Face Trainer + PEFT ==")
+    print(f"device: {a.device}: {res['device_name']}")
+    print(f"versions: torch {v['torch']}, transformers {v['transformers']}, peft {v['peft']}, "
+          f"flash-attn {v['flash_attn'] or 'not installed'}, python {v['python']}; "
+          f"Loom {res['loom_commit'] or '?'} ({a.trainer})")
+    what = "LoRA r16 alpha 32 all-linear, dropout 0" if a.method == "lora" else "full fine-tuning"
+    print(f"model: {a.shape_name} shape, random weights: {s['num_hidden_layers']} layers, hidden "
+          f"{s['hidden_size']}, intermediate {s['intermediate_size']}, heads "
+          f"{s['num_attention_heads']}/{s['num_key_value_heads']} x {s['head_dim']}, vocab "
+          f"{s['vocab_size']}, tied; {total_params(s) / 1e9:.3f} B params; {what}"
+          + (f" ({lora_params(s) / 1e6:.2f} M trainable)" if a.method == "lora" else ""))
+    print(f"data: {res['samples']} samples, lengths {int(lengths.min())}-{int(lengths.max())} "
+          f"(median {int(np.median(lengths))}, mean {mean_len:.0f}; fixed seed), "
+          f"{a.steps} steps x {res['samples_per_step']} samples "
+          f"(mean {res['tokens_per_step_mean']:.0f} real tokens/step), lr {a.lr} constant; "
+          f"first {a.warmup} step(s) not timed")
+    dt = "bf16" if cuda else "fp32"
+    ckpt = "on" if a.checkpointing else "off"
+    print(f"loom: packed rows of {a.seq_len}, micro_batch {a.micro_batch} row(s), {dt}, "
+          f"loss chunk {a.loss_chunk}, gradient checkpointing {ckpt}, 1 rank")
+    hf_dtype = "fp32" if not cuda else (
+        f"{a.hf_full_dtype} weights + bf16 autocast" if a.method == "full"
+        else "bf16 base + fp32 adapters, bf16 autocast")
+    print(f"hf:   {a.hf_micro_batch} samples per micro-batch x "
+          f"{res['samples_per_step'] // a.hf_micro_batch} accumulation, attn {a.attn}, "
+          f"{hf_dtype}, optim {a.optim}, gradient checkpointing {ckpt}; padded per micro-batch "
+          f"(DataCollatorForSeq2Seq): {hf_padded / sum(step_tokens):.2f}x the real tokens")
+
+    mem_head = "peak GiB" if cuda else "peak RSS GiB"
+    print()
+    print(f"{'run':<14}{'tokens/s':>10}{'step s':>9}{mem_head:>14}"
+          f"{'tensors GiB' if not cuda else 'reserved GiB':>14}{'loaded GiB':>12}"
+          f"{'MFU' if cuda else 'GFLOP/s':>9}{'loss@1':>9}")
+    for name, r in runs.items():
+        if "skipped" in r:
+            print(f"{name:<14}skipped: {r['skipped']}")
+            continue
+        if "error" in r or not r.get("time"):
+            print(f"{name:<14}FAILED (exit {r.get('rc')}), log {r.get('log')}:")
+            print("    " + (r.get("error") or "no timed steps").strip().replace("\n", "\n    ")[-3000:])
+            continue
+        step_s = r["time"] / r["timed_steps"]
+        if name == "loom":
+            mem = r.get("peak_tensor") if cuda else r.get("rss")
+            other = r.get("peak_memory") if cuda else r.get("peak_tensor")
+            if cuda:
+                other = None  # Loom's peak_memory_bytes on CUDA is the same allocator peak
+        else:
+            mem = r.get("peak") if cuda else r.get("rss")
+            other = r.get("peak_reserved") if cuda else None
+        perf = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else (
+            f"{r['model_tflops'] * 1e3:.1f}" if not cuda else f"{r['model_tflops']:.0f}TF")
+        loss1 = f"{r['loss1']:.4f}" if isinstance(r.get("loss1"), (int, float)) else "-"
+        r["memory_compared"] = mem
+        print(f"{name:<14}{r['tokens_per_s']:>10.0f}{step_s:>9.3f}{gib(mem):>14}{gib(other):>14}"
+              f"{gib(r.get('loaded')):>12}{perf:>9}{loss1:>9}")
+    lo, hf = runs.get("loom", {}), runs.get("hf-padded", {})
+    ratios = {}
+    for hname in ("hf-padded", "hf-flattened"):
+        h = runs.get(hname, {})
+        if lo.get("tokens_per_s") and h.get("tokens_per_s"):
+            ratios[hname] = {"tokens_per_s": lo["tokens_per_s"] / h["tokens_per_s"]}
+            if lo.get("memory_compared") and h.get("memory_compared"):
+                ratios[hname]["peak_memory"] = lo["memory_compared"] / h["memory_compared"]
+            rm = ratios[hname].get("peak_memory")
+            print(f"{'loom/' + hname:<14}{ratios[hname]['tokens_per_s']:>9.2f}x{'':>9}"
+                  f"{(f'{rm:.2f}x' if rm else '-'):>14}")
+    res["ratios"] = ratios
+
+    print()
+    if cuda:
+        print("peak GiB: the CUDA caching allocator's peak of allocated tensor bytes over the "
+              "process (HF: torch.cuda.max_memory_allocated; Loom: metrics peak_tensor_bytes); "
+              "CUDA context not included. reserved: HF's max_memory_reserved.")
+        print(f"MFU: model FLOPs ({'4N' if a.method == 'lora' else '6N'} + causal attention per "
+              f"document) / time / {res['peak_tflops'] or '?'} TFLOP/s dense bf16"
+              + ("" if res["peak_tflops"] else " (unknown GPU: pass --peak-tflops)"))
+    else:
+        print("peak RSS GiB: each process's peak resident set (getrusage of the child: "
+              "libraries, Python and model loading included), the same measure on both sides; "
+              "tensors GiB: Loom's counting allocator's peak of live tensor bytes (HF has none).")
+        if hf.get("rss_imports"):
+            print(f"  (HF's Python with torch/transformers/peft imported, before the model: "
+                  f"{gib(hf['rss_imports'])} GiB resident)")
+        print(f"GFLOP/s: model FLOPs ({'4N' if a.method == 'lora' else '6N'} + causal attention "
+              "per document) per second.")
+    if lo.get("order_check"):
+        ok, total = lo["order_check"]
+        print(f"same samples per step: Loom's reported tokens match this script's order on "
+              f"{ok}/{total} steps" + ("" if ok == total else " (MISMATCH: the planner changed?)"))
+    tl, th = lo.get("trainable"), hf.get("trainable")
+    if tl and th:
+        print(f"trainable parameters: loom {tl}, hf {th}" + ("" if tl == th else " (DIFFER)"))
+    if lo.get("steps"):
+        timed = [x for x in lo["steps"] if x["step"] > a.warmup]
+        comp = sum(x.get("compute_s") or 0 for x in timed)
+        wait = sum(x.get("data_wait_s") or 0 for x in timed)
+        sync = sum(x.get("grad_sync_s") or 0 for x in timed)
+        tot = lo["time"]
+        print(f"loom timed steps: {tot:.2f} s = forward/backward {comp:.2f} s + data wait "
+              f"{wait:.2f} s + grad sync {sync:.2f} s + rest (clip, optimizer, metrics) "
+              f"{tot - comp - wait - sync:.2f} s")
+    for name, r in runs.items():
+        if r.get("wall"):
+            print(f"{name}: process wall {r['wall']:.0f} s (load, {a.steps} steps, save)")
+
+
+if __name__ == "__main__":
+    main()
