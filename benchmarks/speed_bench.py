@@ -697,7 +697,12 @@ def git_describe(trainer):
         src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(trainer))))
         out = subprocess.run(["git", "-C", src, "log", "-1", "--format=%h %s"],
                              capture_output=True, text=True, timeout=10).stdout.strip()
-        return out[:100] or None
+        dirty = subprocess.run(["git", "-C", src, "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if not out:
+            return None
+        out = out if len(out) <= 60 else out[:57] + "..."
+        return out + (" + uncommitted changes" if dirty else "")
     except Exception:
         return None
 
