@@ -590,6 +590,8 @@ def main():
     if a.role == "hf":
         return role_hf(a.spec)
 
+    if not os.path.exists(a.trainer) and not a.skip_loom:
+        sys.exit(f"no Loom trainer at {a.trainer} (build it, or pass --trainer / LOOM_TRAINER)")
     work = os.path.abspath(a.out or os.path.join(ROOT, "runs", "speed_bench", a.case))
     os.makedirs(work, exist_ok=True)
     probe_path = os.path.join(work, "probe.json")
@@ -603,8 +605,6 @@ def main():
         sys.exit("--device cuda, but torch sees no CUDA device (use --device cpu for a smoke run)")
     a.optim = "adamw_torch_fused" if probe.get(f"fused_adamw_{a.device}") else "adamw_torch"
     a.attn = "flash_attention_2" if (a.device == "cuda" and probe.get("flash_attn")) else "sdpa"
-    if not os.path.exists(a.trainer) and not a.skip_loom:
-        sys.exit(f"no Loom trainer at {a.trainer} (build it, or pass --trainer / LOOM_TRAINER)")
 
     # The model: random weights, real shapes; reused when the folder holds the same shape.
     model_dir = os.path.join(work, "model")
