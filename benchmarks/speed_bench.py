@@ -679,9 +679,13 @@ def main():
             results["runs"]["hf-flattened"] = {
                 "skipped": "flash-attn not installed" if a.device == "cuda" else "CPU (needs flash-attn)"}
 
-    for r in results["runs"].values():
+    for name, r in results["runs"].items():
         if r.get("time"):
             r["tokens_per_s"] = sum(step_tokens[a.warmup:]) / r["time"]
+            # The median of the timed steps' tokens/s: robust to a busy, shared machine.
+            times = ([x["step_s"] for x in r["steps"]] if name == "loom" else r["step_s"])
+            rates = [t / dt for t, dt in zip(step_tokens, times) if dt > 0][a.warmup:]
+            r["tokens_per_s_median"] = float(np.median(rates)) if rates else None
             r["model_tflops"] = flops_timed / r["time"] / 1e12
             if peak:
                 r["mfu"] = r["model_tflops"] / peak
@@ -741,7 +745,7 @@ def report(a, res, lengths, step_tokens, hf_padded, mean_len):
     mem_head = "peak GiB" if cuda else "peak RSS GiB"
     print()
     print(f"{'run':<14}{'tokens/s':>10}{'step s':>9}{mem_head:>14}"
-          f"{'tensors GiB' if not cuda else 'reserved GiB':>14}{'loaded GiB':>12}"
+          f"{'median':>8}{'tensors GiB' if not cuda else 'reserved GiB':>14}{'loaded GiB':>12}"
           f"{'MFU' if cuda else 'GFLOP/s':>9}{'loss@1':>9}")
     for name, r in runs.items():
         if "skipped" in r:
@@ -764,7 +768,8 @@ def report(a, res, lengths, step_tokens, hf_padded, mean_len):
             f"{r['model_tflops'] * 1e3:.1f}" if not cuda else f"{r['model_tflops']:.0f}TF")
         loss1 = f"{r['loss1']:.4f}" if isinstance(r.get("loss1"), (int, float)) else "-"
         r["memory_compared"] = mem
-        print(f"{name:<14}{r['tokens_per_s']:>10.0f}{step_s:>9.3f}{gib(mem):>14}{gib(other):>14}"
+        med = f"{r['tokens_per_s_median']:.0f}" if r.get("tokens_per_s_median") else "-"
+        print(f"{name:<14}{r['tokens_per_s']:>10.0f}{step_s:>9.3f}{gib(mem):>14}{med:>8}{gib(other):>14}"
               f"{gib(r.get('loaded')):>12}{perf:>9}{loss1:>9}")
     lo, hf = runs.get("loom", {}), runs.get("hf-padded", {})
     ratios = {}
@@ -774,12 +779,18 @@ def report(a, res, lengths, step_tokens, hf_padded, mean_len):
             ratios[hname] = {"tokens_per_s": lo["tokens_per_s"] / h["tokens_per_s"]}
             if lo.get("memory_compared") and h.get("memory_compared"):
                 ratios[hname]["peak_memory"] = lo["memory_compared"] / h["memory_compared"]
+            if lo.get("tokens_per_s_median") and h.get("tokens_per_s_median"):
+                ratios[hname]["tokens_per_s_median"] = \
+                    lo["tokens_per_s_median"] / h["tokens_per_s_median"]
             rm = ratios[hname].get("peak_memory")
+            rmed = ratios[hname].get("tokens_per_s_median")
             print(f"{'loom/' + hname:<14}{ratios[hname]['tokens_per_s']:>9.2f}x{'':>9}"
-                  f"{(f'{rm:.2f}x' if rm else '-'):>14}")
+                  f"{(f'{rm:.2f}x' if rm else '-'):>14}{(f'{rmed:.2f}x' if rmed else '-'):>8}")
     res["ratios"] = ratios
 
     print()
+    print("tokens/s: real tokens of the timed steps / their time; median: the median of the "
+          "timed steps' own tokens/s (steadier when the machine is shared).")
     if cuda:
         print("peak GiB: the CUDA caching allocator's peak of allocated tensor bytes over the "
               "process (HF: torch.cuda.max_memory_allocated; Loom: metrics peak_tensor_bytes); "
