@@ -486,13 +486,14 @@ class Trainer {
       for (int k = 0; k < world_.size(); ++k) per_rank.push_back(loaded[k][0].item<double>());
       metrics_->write(nlohmann::json({{"loaded_tensor_bytes", per_rank}}).dump());
     }
+    // A signal that arrived since the last set-up check: stop before the first step.
+    if (world_.anyTrue(g_stop_signal.load() != 0)) {
+      LOOM_WARN("signal " << g_stop_signal.load() << " received: checkpointing at step " << step_
+                          << " and stopping");
+      checkpoint();
+      return kExitOk;
+    }
     while (step_ < total_steps_) {
-      if (world_.anyTrue(g_stop_signal.load() != 0)) {
-        LOOM_WARN("signal " << g_stop_signal.load() << " received: checkpointing at step " << step_
-                            << " and stopping");
-        checkpoint();
-        return kExitOk;
-      }
       maybeFailForTest(world_.rank(), step_);
       StepResult r = trainStep();
       if (r.overflow) {
@@ -519,6 +520,13 @@ class Trainer {
         checkpoint();
         last_checkpoint = step_;
       }
+      // Every rank learned of a stop signal on any rank in the step's one all-gather.
+      if (r.stop_signal != 0 && step_ < total_steps_) {
+        LOOM_WARN("signal " << r.stop_signal << " received: checkpointing at step " << step_
+                            << " and stopping");
+        if (last_checkpoint != step_) checkpoint();
+        return kExitOk;
+      }
     }
     if (last_checkpoint != step_) checkpoint();
     evaluate();
@@ -540,6 +548,7 @@ class Trainer {
     std::vector<double> rank_seconds, rank_data_seconds, rank_tokens, rank_memory,
         rank_sync_seconds, rank_tensor_peak, rank_busy_seconds;
     bool reweighted = false;
+    int stop_signal = 0;  // a stop signal some rank received (0: none)
   };
 
   StepResult trainStep() {
@@ -598,10 +607,11 @@ class Trainer {
     const double busy_seconds = compute_seconds + data_seconds + tail_seconds_;
 
     // The step's one transfer: [rank, (loss, grad norm, compute s, data s, tokens, peak
-    // memory, grad sync s, tensor peak, busy s)].
+    // memory, grad sync s, tensor peak, busy s, stop signal)].
     at::Tensor host_values = torch::tensor(
         {compute_seconds, data_seconds, static_cast<double>(plan.local_tokens),
-         peakMemoryBytes(device_), sync_seconds, peakTensorBytes(device_), busy_seconds},
+         peakMemoryBytes(device_), sync_seconds, peakTensorBytes(device_), busy_seconds,
+         static_cast<double>(g_stop_signal.load())},
         torch::TensorOptions().dtype(torch::kDouble));
     at::Tensor mine = at::cat({local_loss.view({1}), grad_norm.view({1}), host_values.to(device_)});
     at::Tensor all = comm_->allGather(mine).to(torch::kCPU).contiguous();
@@ -616,6 +626,7 @@ class Trainer {
       r.rank_sync_seconds.push_back(values[k][6]);
       r.rank_tensor_peak.push_back(values[k][7]);
       r.rank_busy_seconds.push_back(values[k][8]);
+      r.stop_signal = std::max(r.stop_signal, static_cast<int>(values[k][9]));
     }
     const auto tail_start = Clock::now();
     r.grad_norm = values[0][1];
