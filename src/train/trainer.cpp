@@ -608,11 +608,11 @@ class Trainer {
 
     // The step's one transfer: [rank, (loss, grad norm, compute s, data s, tokens, peak
     // memory, grad sync s, tensor peak, busy s, stop signal)].
-    at::Tensor host_values = torch::tensor(
-        {compute_seconds, data_seconds, static_cast<double>(plan.local_tokens),
-         peakMemoryBytes(device_), sync_seconds, peakTensorBytes(device_), busy_seconds,
-         static_cast<double>(g_stop_signal.load())},
-        torch::TensorOptions().dtype(torch::kDouble));
+    at::Tensor host_values =
+        torch::tensor({compute_seconds, data_seconds, static_cast<double>(plan.local_tokens),
+                       peakMemoryBytes(device_), sync_seconds, peakTensorBytes(device_),
+                       busy_seconds, static_cast<double>(g_stop_signal.load())},
+                      torch::TensorOptions().dtype(torch::kDouble));
     at::Tensor mine = at::cat({local_loss.view({1}), grad_norm.view({1}), host_values.to(device_)});
     at::Tensor all = comm_->allGather(mine).to(torch::kCPU).contiguous();
     const auto values = all.accessor<double, 2>();
