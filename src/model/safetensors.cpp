@@ -8,22 +8,19 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <limits>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/model/safetensors_header.hpp"
 
 namespace loom {
 namespace detail {
 namespace {
 
-// The reference implementation refuses headers above 100 MB; so do we, which also keeps a
-// corrupt length from triggering a huge allocation.
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
-
+// The torch side of safetensorsDtypes() (safetensors_header.cpp): the same names.
 struct DtypeName {
   const char* name;
   at::ScalarType dtype;
@@ -92,106 +89,18 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
   }
   ::close(fd);
 
-  LOOM_INPUT_CHECK(file_size >= 8, "safetensors file " << file << ": truncated: " << file_size
-                                                       << " bytes, expected at least 8");
-  uint64_t header_len = 0;
-  std::memcpy(&header_len, mapping_->base, 8);  // little-endian on every supported host
-  LOOM_INPUT_CHECK(header_len <= file_size - 8, "safetensors file "
-                                                    << file << ": header length " << header_len
-                                                    << " runs past the end of the file ("
-                                                    << file_size << " bytes)");
-  LOOM_INPUT_CHECK(header_len <= detail::kMaxHeaderBytes,
-                   "safetensors file " << file << ": header length " << header_len
-                                       << " exceeds the 100 MB limit");
-  const char* header_begin = static_cast<const char*>(mapping_->base) + 8;
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(header_begin, header_begin + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    LOOM_INPUT_CHECK(
-        false, "safetensors file " << file << ": header is not valid JSON (" << e.what() << ")");
-  }
-  LOOM_INPUT_CHECK(header.is_object(),
-                   "safetensors file " << file << ": header must be a JSON object");
-  const uint64_t data_size = file_size - 8 - header_len;
-
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const auto& v = it.value();
-    if (name == "__metadata__") {
-      LOOM_INPUT_CHECK(v.is_object(),
-                       "safetensors file " << file << ": __metadata__ must be an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        LOOM_INPUT_CHECK(m.value().is_string(), "safetensors file "
-                                                    << file << ": __metadata__ value of '"
-                                                    << m.key() << "' must be a string");
-        metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string where = "safetensors file " + file + ", tensor '" + name + "'";
-    LOOM_INPUT_CHECK(
-        v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"),
-        where << ": entry must be an object with dtype, shape and data_offsets");
+  const SafetensorsHeader header = parseSafetensorsHeader(
+      std::string_view(static_cast<const char*>(mapping_->base), file_size), file);
+  metadata_ = header.metadata;
+  for (const auto& [name, h] : header.entries) {
     SafetensorsEntry e;
     e.name = name;
-    LOOM_INPUT_CHECK(
-        v["dtype"].is_string() && detail::parseDtype(v["dtype"].get<std::string>(), &e.dtype),
-        where << ": unsupported dtype " << v["dtype"].dump()
-              << " (expected F32, F16, BF16, F64, I64, I32, I16, I8, U8 or BOOL)");
-    LOOM_INPUT_CHECK(v["shape"].is_array(), where << ": shape must be an array");
-    uint64_t numel = 1;
-    for (const auto& d : v["shape"]) {
-      LOOM_INPUT_CHECK(
-          d.is_number_unsigned(),
-          where << ": shape entries must be non-negative integers, got " << v["shape"].dump());
-      const uint64_t dim = d.get<uint64_t>();
-      LOOM_INPUT_CHECK(dim == 0 || numel <= std::numeric_limits<uint64_t>::max() / dim / 8,
-                       where << ": shape " << v["shape"].dump() << " overflows");
-      numel *= dim;
-      e.shape.push_back(static_cast<int64_t>(dim));
-    }
-    const auto& off = v["data_offsets"];
-    LOOM_INPUT_CHECK(
-        off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
-            off[1].is_number_unsigned(),
-        where << ": data_offsets must be two non-negative integers, got " << off.dump());
-    e.begin = off[0].get<uint64_t>();
-    e.end = off[1].get<uint64_t>();
-    LOOM_INPUT_CHECK(e.begin <= e.end,
-                     where << ": data_offsets " << off.dump() << " end before they begin");
-    LOOM_INPUT_CHECK(e.end <= data_size, where << ": data_offsets " << off.dump()
-                                               << " run past the end of the file (data section is "
-                                               << data_size << " bytes)");
-    const uint64_t expected = numel * c10::elementSize(e.dtype);
-    LOOM_INPUT_CHECK(e.end - e.begin == expected,
-                     where << ": " << (e.end - e.begin) << " bytes in data_offsets, but dtype "
-                           << v["dtype"].get<std::string>() << " and shape " << v["shape"].dump()
-                           << " need " << expected);
+    LOOM_CHECK(detail::parseDtype(h.dtype, &e.dtype), "no torch dtype for safetensors " << h.dtype);
+    e.shape = h.shape;
+    e.begin = h.begin;
+    e.end = h.end;
     entries_.emplace(name, std::move(e));
   }
-
-  // Like the reference reader: the tensors must tile the data section, no overlap, no hole.
-  std::vector<const SafetensorsEntry*> by_offset;
-  for (const auto& kv : entries_) by_offset.push_back(&kv.second);
-  std::sort(by_offset.begin(), by_offset.end(), [](const auto* a, const auto* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-  });
-  uint64_t cursor = 0;
-  for (const auto* e : by_offset) {
-    LOOM_INPUT_CHECK(e->begin >= cursor, "safetensors file " << file << ", tensor '" << e->name
-                                                             << "': data_offsets [" << e->begin
-                                                             << ", " << e->end
-                                                             << "] overlap the previous tensor");
-    LOOM_INPUT_CHECK(e->begin == cursor, "safetensors file "
-                                             << file << ", tensor '" << e->name
-                                             << "': data_offsets start at " << e->begin
-                                             << ", leaving a hole after byte " << cursor);
-    cursor = e->end;
-  }
-  LOOM_INPUT_CHECK(cursor == data_size, "safetensors file " << file << ": tensors cover " << cursor
-                                                            << " bytes, but the data section has "
-                                                            << data_size);
 }
 
 std::vector<std::string> SafetensorsFile::names() const {
