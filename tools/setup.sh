@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Loom needs on a fresh Debian 12 machine, idempotently and quietly:
-#   1. Debian packages (compilers' libraries: Open MPI, HDF5, yaml-cpp, spdlog, ...),
+#   1. Debian packages (compilers' libraries: Open MPI, HDF5, yaml-cpp, spdlog, ...; clang for
+#      the fuzz targets),
 #   2. the project virtualenv with pinned torch (libtorch) and the reference libraries
 #      that the tests compare against (tools/requirements.txt).
 # The virtualenv lives in a cache keyed by the requirements' hash
@@ -15,6 +16,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config python3-venv
   libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libpcre2-dev libutf8proc-dev
+  clang libclang-rt-dev llvm  # the fuzz targets (tools/fuzz.sh): libFuzzer, sanitizers, llvm-symbolizer
 )
 
 missing=()

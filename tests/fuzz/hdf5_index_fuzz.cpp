@@ -1,0 +1,49 @@
+// Opening a token file (hdf5_dataset.hpp): the input's bytes are written to a file that
+// Hdf5Dataset opens, which validates the format attributes and the index (offsets,
+// loss_tokens) before anything is read. libhdf5 itself is not instrumented: a crash inside
+// it still shows, its coverage does not guide the fuzzer.
+// Checked on success: the index is what the header promises (offsets start at 0, never
+// decrease, end at numTokens(); loss counts fit their samples), and every sample reads back
+// (validated against vocab_size and loss_tokens) when the file is small.
+
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "fuzz_support.hpp"
+#include "loom/data/hdf5_dataset.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const auto path = loom::fuzz::writeScratch("tokens.h5", loom::fuzz::asText(data, size));
+  loom::fuzz::expectLoomErrorsOnly([&] {
+    const loom::Hdf5Dataset ds(path);
+    const auto& offsets = ds.offsets();
+    const auto& loss = ds.lossTokens();
+    const int64_t n = ds.numSamples();
+    LOOM_FUZZ_EXPECT(
+        static_cast<int64_t>(offsets.size()) == n + 1 && static_cast<int64_t>(loss.size()) == n,
+        offsets.size() << " offsets and " << loss.size() << " loss counts for " << n << " samples");
+    LOOM_FUZZ_EXPECT(offsets[0] == 0 && offsets[n] == ds.numTokens(), "offsets do not span tokens");
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t length = ds.sampleLength(i);
+      LOOM_FUZZ_EXPECT(length >= 0 && loss[i] >= 0 && loss[i] <= std::max<int64_t>(length - 1, 0),
+                       "sample " << i << ": length " << length << ", loss tokens " << loss[i]);
+    }
+    LOOM_FUZZ_EXPECT(ds.info().vocab_size > 0, "vocab_size " << ds.info().vocab_size);
+    // Reading is bounded by the file's size only through HDF5; keep each input cheap.
+    if (ds.numTokens() > (int64_t{1} << 20)) return;
+    std::vector<int64_t> all(static_cast<size_t>(n));
+    std::iota(all.begin(), all.end(), 0);
+    const loom::SampleBatch batch = ds.readSamples(all);
+    LOOM_FUZZ_EXPECT(static_cast<int64_t>(batch.tokens.size()) == ds.numTokens(),
+                     "read " << batch.tokens.size() << " tokens of " << ds.numTokens());
+    const auto within = ds.lossTokensWithin(8);
+    for (int64_t i = 0; i < n; ++i) {
+      LOOM_FUZZ_EXPECT(within[i] >= 0 && within[i] <= std::min<int64_t>(loss[i], 7),
+                       "sample " << i << ": " << within[i] << " loss tokens within 8");
+    }
+  });
+  loom::fuzz::expectNoOpenHdf5Objects();
+  return 0;
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of tests/fuzz (clang, ASan + UBSan; a CMake project of its own,
+# into build-fuzz/) and runs each one over its seed corpus (tests/fuzz/corpus/<target>/).
+#
+#   tools/fuzz.sh [SECONDS] [TARGET...]    each target for SECONDS (default 600), one after another
+#   tools/fuzz.sh --short [TARGET...]      each target for a fixed number of inputs (CI, ~1 min)
+#   options: --build-dir DIR (default build-fuzz), --jobs N (build jobs)
+#
+# New inputs that reach new code go to DIR/corpus/<target>/ (kept between runs, so long runs
+# continue where the last one stopped; never into the repository), findings (crash-*, leak-*,
+# timeout-*, oom-*) to DIR/findings/. It prints per target the inputs run, exec/s and what was
+# found, and exits 1 when anything was. Exits 77 (ctest: skipped) when clang cannot build
+# libFuzzer targets. Reproduce a finding: DIR/<target>_fuzz FILE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+short=0
+seconds=600
+build=build-fuzz
+jobs=${LOOM_BUILD_JOBS:-$(nproc)}
+targets=()
+while (($#)); do
+  case "$1" in
+    --short) short=1 ;;
+    --build-dir) build=$2; shift ;;
+    --jobs) jobs=$2; shift ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    [0-9]*) seconds=$1 ;;
+    *) targets+=("$1") ;;
+  esac
+  shift
+done
+all=(tokenizer safetensors_header hdf5_index config jsonl_record chat_template)
+((${#targets[@]})) || targets=("${all[@]}")
+
+# Inputs per target in --short mode, each about 5-15 s on one core of a CI machine: enough
+# to run the seeds and some thousands of mutations of them, not a search.
+declare -A short_runs=([tokenizer]=3000 [safetensors_header]=100000 [hdf5_index]=5000
+  [config]=20000 [jsonl_record]=2000 [chat_template]=20000)
+
+log() { echo "[fuzz] $*" >&2; }
+
+CXX=${LOOM_FUZZ_CXX:-clang++}
+CC=${LOOM_FUZZ_CC:-clang}
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' \
+  >"$probe/probe.cpp"
+if ! command -v "$CXX" >/dev/null ||
+  ! "$CXX" -fsanitize=fuzzer,address,undefined "$probe/probe.cpp" -o "$probe/probe" 2>/dev/null; then
+  log "skipped: $CXX cannot build libFuzzer targets (tools/setup.sh installs clang and libclang-rt-dev)"
+  exit 77
+fi
+
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+mkdir -p "$build"
+if [[ ! -f "$build/build.ninja" ]]; then
+  cmake -S tests/fuzz -B "$build" -G Ninja -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" \
+    >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
+fi
+build_start=$SECONDS
+cmake --build "$build" -j "$jobs" -- -k 0 "${targets[@]/%/_fuzz}" >"$build/build.log" 2>&1 ||
+  { cat "$build/build.log"; exit 1; }
+log "built ${#targets[@]} target(s) in $build in $((SECONDS - build_start)) s"
+
+# Scratch space for the files the targets write per input (tmpfs when there is one).
+shm=/dev/shm
+[[ -d $shm && -w $shm ]] || shm=${TMPDIR:-/tmp}
+export LOOM_FUZZ_TMPDIR=$(mktemp -d "$shm/loom-fuzz.XXXXXX")
+trap 'rm -rf "$probe" "$LOOM_FUZZ_TMPDIR"' EXIT
+# Abort on the first report of any kind; leaks count (LeakSanitizer, checked by libFuzzer).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:symbolize=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/fuzz/lsan.supp:print_suppressions=0}
+
+mkdir -p "$build/findings"
+status=0
+printf '%-20s %10s %8s %7s %6s  %s\n' target inputs exec/s seconds new result >&2
+for t in "${targets[@]}"; do
+  corpus=$build/corpus/$t
+  mkdir -p "$corpus"
+  # libFuzzer's own exit code for a finding is 77, ctest's "skipped": use 1 instead.
+  args=(-timeout=10 -rss_limit_mb=2048 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1
+    "-artifact_prefix=$build/findings/$t-")
+  [[ -f tests/fuzz/$t.dict ]] && args+=("-dict=tests/fuzz/$t.dict")
+  if ((short)); then
+    # A fixed seed and input count: the same inputs every CI run.
+    args+=(-seed=1 "-runs=${short_runs[$t]}")
+    rm -rf "$corpus" && mkdir -p "$corpus"
+  else
+    args+=("-max_total_time=$seconds")
+  fi
+  start=$SECONDS
+  rc=0
+  nice -n "${LOOM_FUZZ_NICE:-0}" "$build/${t}_fuzz" "${args[@]}" "$corpus" "tests/fuzz/corpus/$t" \
+    >"$build/$t.log" 2>&1 || rc=$?
+  took=$((SECONDS - start))
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$build/$t.log" | tail -1)
+  speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$build/$t.log" | tail -1)
+  new=$(sed -n 's/^stat::new_units_added: *//p' "$build/$t.log" | tail -1)
+  if ((rc == 0)); then
+    result=ok
+  else
+    status=1
+    found=$(sed -n 's/.*Test unit written to //p' "$build/$t.log" | tail -1)
+    result="FOUND (exit $rc): ${found:-see $build/$t.log}"
+    grep -m3 -E 'ERROR: |runtime error:|fuzz expectation|terminate called|SUMMARY:' \
+      "$build/$t.log" | sed 's/^/    /' >&2 || true
+  fi
+  printf '%-20s %10s %8s %7s %6s  %s\n' "$t" "${runs:-?}" "${speed:-?}" "$took" "${new:-?}" \
+    "$result" >&2
+done
+((status == 0)) || log "findings in $build/findings/; logs in $build/<target>.log"
+exit $status
