@@ -47,6 +47,10 @@ struct TemplatePart {
 };
 
 std::vector<TemplatePart> parseTemplate(const std::string& text, const std::string& option) {
+  // Checked here, first: the template is recorded in JSON (the files' `template` attribute).
+  size_t bad = 0;
+  LOOM_INPUT_CHECK(isValidUtf8(text, &bad),
+                   option << ": not valid UTF-8 (at byte " << bad << " of the template)");
   std::vector<TemplatePart> parts;
   std::string literal;
   for (size_t i = 0; i < text.size(); ++i) {

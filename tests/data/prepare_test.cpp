@@ -491,6 +491,11 @@ TEST_F(Prepare, BadOptionsNameTheOption) {
   o.completion_template = "{output}";
   EXPECT_NE(inputErrorOf(o).find("--prompt-template: '{' at character 3"), std::string::npos)
       << inputErrorOf(o);
+  // Found by fuzzing: a template that is not UTF-8 ended in an uncaught JSON exception.
+  o.prompt_template = "Q\xBA {instruction}";
+  EXPECT_NE(inputErrorOf(o).find("--prompt-template: not valid UTF-8 (at byte 1"),
+            std::string::npos)
+      << inputErrorOf(o);
   o = options(PrepareFormat::kAlpaca, {in});
   o.val_fraction = 0.1;
   EXPECT_NE(inputErrorOf(o).find("--val-output"), std::string::npos);
