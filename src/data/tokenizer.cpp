@@ -292,6 +292,10 @@ struct MergeScratch {
 
 std::atomic<uint64_t> g_next_instance{1};
 
+// Ids index dense per-id tables (and a model's embedding rows), so they are bounded: a corrupt
+// id must not ask for gigabytes. The largest released vocabularies have about 260k entries.
+constexpr int64_t kMaxTokenId = (int64_t{1} << 22) - 1;
+
 const json& requireKey(const json& object, const char* key, const std::string& where,
                        const std::string& file) {
   LOOM_INPUT_CHECK(object.is_object() && object.contains(key),
@@ -505,11 +509,14 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
     std::unordered_map<uint32_t, int> cp_byte;
     for (int b = 0; b < 256; ++b) cp_byte[byte_cp[b]] = b;
 
+    auto validId = [](const json& v) {
+      return v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMaxTokenId;
+    };
     int32_t max_id = -1;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      LOOM_INPUT_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
-                           it.value().get<int64_t>() < (int64_t{1} << 31),
-                       f << ": model.vocab[\"" << it.key() << "\"] must be a non-negative id");
+      LOOM_INPUT_CHECK(validId(it.value()), f << ": model.vocab[\"" << it.key() << "\"] is "
+                                              << it.value().dump() << "; ids are integers in [0, "
+                                              << kMaxTokenId << "]");
       max_id = std::max(max_id, it.value().get<int32_t>());
     }
     const json& added_tokens = root.contains("added_tokens") && root.at("added_tokens").is_array()
@@ -518,9 +525,9 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
     for (size_t i = 0; i < added_tokens.size(); ++i) {
       const json& t = added_tokens[i];
       const std::string key = "added_tokens[" + std::to_string(i) + "]";
-      LOOM_INPUT_CHECK(
-          requireKey(t, "id", key, f).is_number_integer() && t.at("id").get<int64_t>() >= 0,
-          f << ": " << key << ".id must be a non-negative integer");
+      LOOM_INPUT_CHECK(validId(requireKey(t, "id", key, f)),
+                       f << ": " << key << ".id is " << t.at("id").dump()
+                         << "; ids are integers in [0, " << kMaxTokenId << "]");
       max_id = std::max(max_id, t.at("id").get<int32_t>());
     }
     const size_t n_ids = static_cast<size_t>(max_id + 1);

@@ -310,5 +310,25 @@ TEST(Tokenizer, RefusesUnsupportedComponents) {
   expectError(j, "does not compile");
 }
 
+// Found by fuzzing: a vocabulary id of 94637075 made the loader allocate per-id tables of
+// several GB. The same bound catches an added token's id above 2^31, which wrapped to a
+// negative index (seen by reading the code; UBSan confirmed it).
+TEST(Tokenizer, RefusesIdsOutOfRange) {
+  TempDir dir;
+  json j = smallTokenizer();
+  j["model"]["vocab"]["x"] = 94637075;
+  EXPECT_NE(
+      errorOf(dir, j).find("model.vocab[\"x\"] is 94637075; ids are integers in [0, 4194303]"),
+      std::string::npos)
+      << errorOf(dir, j);
+  j = smallTokenizer();
+  j["added_tokens"][0]["id"] = 4294967295u;
+  EXPECT_NE(errorOf(dir, j).find("added_tokens[0].id is 4294967295"), std::string::npos)
+      << errorOf(dir, j);
+  j = smallTokenizer();
+  j["model"]["vocab"]["x"] = -1;
+  EXPECT_NE(errorOf(dir, j).find("model.vocab[\"x\"] is -1"), std::string::npos) << errorOf(dir, j);
+}
+
 }  // namespace
 }  // namespace loom
