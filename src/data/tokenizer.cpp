@@ -213,7 +213,10 @@ class WordCache {
       clear();
     }
   }
-  bool find(std::string_view word, size_t hash, const int32_t*& ids, uint32_t& count) const {
+  // A word's tokens: their ids and their lengths in bytes of the word. The lengths are kept
+  // because they are not a function of the id (an id may stand for several strings).
+  bool find(std::string_view word, size_t hash, const int32_t*& ids, const uint32_t*& lens,
+            uint32_t& count) const {
     if (slots_.empty()) return false;
     for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
@@ -221,12 +224,14 @@ class WordCache {
       if (s.hash == hash && s.key_len == word.size() &&
           std::memcmp(keys_.data() + s.key_off, word.data(), word.size()) == 0) {
         ids = values_.data() + s.value_off;
+        lens = lens_.data() + s.value_off;
         count = s.value_len;
         return true;
       }
     }
   }
-  void insert(std::string_view word, size_t hash, const int32_t* ids, uint32_t count) {
+  void insert(std::string_view word, size_t hash, const int32_t* ids, const uint32_t* lens,
+              uint32_t count) {
     if (word.empty() || word.size() > kMaxWordBytes) return;
     if (slots_.empty() || used_ + 1 > kMaxEntries || keys_.size() + word.size() > kMaxKeyBytes) {
       // Full: start over rather than stop caching, so the cache follows the text it sees.
@@ -246,6 +251,7 @@ class WordCache {
     s.value_len = count;
     keys_.insert(keys_.end(), word.begin(), word.end());
     values_.insert(values_.end(), ids, ids + count);
+    lens_.insert(lens_.end(), lens, lens + count);
     ++used_;
   }
 
@@ -261,6 +267,7 @@ class WordCache {
     std::fill(slots_.begin(), slots_.end(), Slot{});
     keys_.clear();
     values_.clear();
+    lens_.clear();
     used_ = 0;
   }
   uint64_t owner_ = 0;
@@ -268,6 +275,7 @@ class WordCache {
   size_t mask_ = 0;
   std::vector<char> keys_;
   std::vector<int32_t> values_;
+  std::vector<uint32_t> lens_;  // [values_.size()]
   size_t used_ = 0;
 };
 
@@ -976,14 +984,15 @@ void TokenizerImpl::encodeWord(std::string_view word, size_t base, bool prefixed
   cache.claim(instance);
   const size_t hash = std::hash<std::string_view>{}(word);
   const int32_t* cached = nullptr;
+  const uint32_t* cached_lens = nullptr;
   uint32_t count = 0;
-  if (cache.find(word, hash, cached, count)) {
+  if (cache.find(word, hash, cached, cached_lens, count)) {
     size_t offset = 0;
     for (uint32_t i = 0; i < count; ++i) {
       ids.push_back(cached[i]);
       if (starts) {
         push_start(offset);
-        offset += id_bytes[cached[i]].size();
+        offset += cached_lens[i];
       }
     }
     return;
@@ -995,12 +1004,8 @@ void TokenizerImpl::encodeWord(std::string_view word, size_t base, bool prefixed
     push_start(offset);
     offset += scratch.lens[i];
   }
-  // Offsets of a cached word come from token byte lengths, which an unk token lacks.
-  const bool has_unk =
-      unk_id >= 0 && std::find(scratch.ids.begin(), scratch.ids.end(), unk_id) != scratch.ids.end();
-  if (!has_unk) {
-    cache.insert(word, hash, scratch.ids.data(), static_cast<uint32_t>(scratch.ids.size()));
-  }
+  cache.insert(word, hash, scratch.ids.data(), scratch.lens.data(),
+               static_cast<uint32_t>(scratch.ids.size()));
 }
 
 }  // namespace detail

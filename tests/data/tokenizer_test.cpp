@@ -157,6 +157,23 @@ TEST(Tokenizer, NormalizesNfcAndReportsOffsets) {
   EXPECT_EQ(starts, (std::vector<size_t>{0, 0, 3, 4}));
 }
 
+// Found by fuzzing: offsets of a word taken from the word cache were recomputed from each
+// id's vocabulary string, which need not be the bytes that made the token (here "xyz" shares
+// "a"'s id), so a repeated word got offsets past the end of the text.
+TEST(Tokenizer, CachedWordsKeepTheirOffsets) {
+  TempDir dir;
+  json j = smallTokenizer();
+  j["model"]["vocab"]["xyz"] = 'a';
+  const Tokenizer tok = load(dir, j);
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<int32_t> ids;
+    std::vector<size_t> starts;
+    tok.encode("ab\nab", ids, &starts);
+    EXPECT_EQ(ids, (std::vector<int32_t>{'a', 'b', '\n', 'a', 'b'}));  // byte tokens: id = byte
+    EXPECT_EQ(starts, (std::vector<size_t>{0, 1, 2, 3, 4})) << "pass " << pass;
+  }
+}
+
 TEST(Tokenizer, RejectsInvalidUtf8WithOffset) {
   TempDir dir;
   const Tokenizer tok = load(dir, smallTokenizer());
