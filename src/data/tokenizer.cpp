@@ -665,6 +665,12 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
                        impl->id_token[in_vocab->second] == tok.content
                    ? in_vocab->second
                    : t.at("id").get<int32_t>();
+      // The library gives an added token whose id already names another token a new id (with
+      // a warning), so a file like that cannot give the library's ids.
+      LOOM_INPUT_CHECK(!impl->id_known[tok.id] || impl->id_token[tok.id] == tok.content,
+                       f << ": " << key << " \"" << tok.content << "\" has id " << tok.id
+                         << ", which is already the id of \"" << impl->id_token[tok.id]
+                         << "\"; every id must name one token");
       tok.pattern = tok.content;
       if (tok.normalized) {
         for (auto form : impl->normalizers) {

@@ -174,6 +174,26 @@ TEST(Tokenizer, CachedWordsKeepTheirOffsets) {
   }
 }
 
+// Found by fuzzing: an added token whose id already names a vocabulary token. Hugging Face
+// tokenizers gives such a token a new id, so Loom's ids would differ: refused.
+TEST(Tokenizer, RefusesAnAddedTokenThatTakesAnotherTokensId) {
+  TempDir dir;
+  json j = smallTokenizer();
+  j["added_tokens"][0]["id"] = 'q';
+  EXPECT_NE(errorOf(dir, j).find("added_tokens[0] \"<|im_end|>\" has id 113, which is already the "
+                                 "id of \"q\""),
+            std::string::npos)
+      << errorOf(dir, j);
+  j = smallTokenizer();
+  j["added_tokens"][1]["id"] = 261;  // two added tokens, one id
+  EXPECT_NE(errorOf(dir, j).find("has id 261, which is already the id of \"<|im_end|>\""),
+            std::string::npos)
+      << errorOf(dir, j);
+  j = smallTokenizer();
+  j["added_tokens"][0]["content"] = "hello";  // its own vocabulary id (259) is kept: fine
+  EXPECT_EQ(load(dir, j).encode("hello"), (std::vector<int32_t>{259}));
+}
+
 TEST(Tokenizer, RejectsInvalidUtf8WithOffset) {
   TempDir dir;
   const Tokenizer tok = load(dir, smallTokenizer());
