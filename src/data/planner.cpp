@@ -155,7 +155,7 @@ PlanCursor PlanCursor::fromString(const std::string& text) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (a huge number)
     throw InputError("planner cursor: not valid JSON (" + std::string(e.what()) + ")");
   }
   return fromJson(json);

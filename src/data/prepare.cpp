@@ -206,6 +206,8 @@ class RecordReader {
       } catch (const json::parse_error& e) {
         LOOM_INPUT_CHECK(false, path.string()
                                     << ": malformed JSON (byte " << e.byte << "): " << e.what());
+      } catch (const json::exception& e) {  // e.g. out_of_range: a number beyond a double's range
+        LOOM_INPUT_CHECK(false, path.string() << ": malformed JSON: " << e.what());
       }
       LOOM_INPUT_CHECK(array_.is_array(), path.string() << ": expected a JSON array of records");
       array_bytes_ = static_cast<int64_t>(std::filesystem::file_size(path));
@@ -346,6 +348,8 @@ class SampleMaker {
       } catch (const json::parse_error& e) {
         LOOM_INPUT_CHECK(false,
                          raw.where << ": malformed JSON (column " << e.byte << "): " << e.what());
+      } catch (const json::exception& e) {  // e.g. out_of_range: a number beyond a double's range
+        LOOM_INPUT_CHECK(false, raw.where << ": malformed JSON: " << e.what());
       }
     }
     const json& record = raw.parsed ? raw.value : parsed;

@@ -478,7 +478,7 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
   json root;
   try {
     root = json::parse(bytes);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double
     LOOM_INPUT_CHECK(false, file.string() << ": malformed JSON (" << e.what() << ")");
   }
   const std::string f = file.string();
@@ -697,7 +697,7 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
     json cfg;
     try {
       cfg = json::parse(cfg_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       LOOM_INPUT_CHECK(false, config_file->string() << ": malformed JSON (" << e.what() << ")");
     }
     LOOM_INPUT_CHECK(cfg.is_object(), config_file->string()

@@ -514,6 +514,19 @@ TEST_F(Prepare, BadOptionsNameTheOption) {
   EXPECT_FALSE(fs::exists(o.output));
 }
 
+// Found by fuzzing: nlohmann reports a number beyond a double's range as out_of_range, not as
+// a parse_error, and it escaped as an uncaught exception.
+TEST_F(Prepare, NumberBeyondDoubleRangeIsMalformedJson) {
+  const auto line = tmp_.write("n.jsonl", jsonl(alpacaRecords(1)) + "{\"instruction\": 1e999}\n");
+  const auto array = tmp_.write("n.json", "[{\"instruction\": \"x\", \"output\": -1e400}]");
+  for (const auto& [in, where] :
+       {std::pair{line, "n.jsonl:2: malformed JSON"}, std::pair{array, "n.json: malformed JSON"}}) {
+    const std::string err = inputErrorOf(options(PrepareFormat::kAlpaca, {in}));
+    EXPECT_NE(err.find(where), std::string::npos) << err;
+    EXPECT_NE(err.find("number overflow"), std::string::npos) << err;
+  }
+}
+
 TEST_F(Prepare, FirstBadRecordInInputOrderIsReportedWhateverTheThreads) {
   std::string text = jsonl(alpacaRecords(50));
   text += "{\"instruction\": \"x\"}\n";  // line 51: no output

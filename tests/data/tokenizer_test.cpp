@@ -302,6 +302,23 @@ TEST(Tokenizer, MalformedJsonNamesTheFile) {
   }
 }
 
+// Found by fuzzing: a number beyond a double's range is nlohmann's out_of_range, which escaped.
+TEST(Tokenizer, NumberBeyondDoubleRangeIsMalformedJson) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    const TempDir tok_dir;
+    tok_dir.write("tokenizer.json", smallTokenizer().dump());
+    tok_dir.write(name, "{\"model\": 1e400}");
+    try {
+      Tokenizer::fromDir(tok_dir.path());
+      FAIL() << "expected InputError for " << name;
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(name), std::string::npos) << what;
+      EXPECT_NE(what.find("malformed JSON"), std::string::npos) << what;
+    }
+  }
+}
+
 TEST(Tokenizer, RefusesUnsupportedComponents) {
   TempDir dir;
   auto expectError = [&](json j, const std::string& needle) {
