@@ -9,8 +9,8 @@
 # New inputs that reach new code go to DIR/corpus/<target>/ (kept between runs, so long runs
 # continue where the last one stopped; never into the repository), findings (crash-*, leak-*,
 # timeout-*, oom-*) to DIR/findings/. It prints per target the inputs run, exec/s and what was
-# found, and exits 1 when anything was. Exits 77 (ctest: skipped) when clang cannot build
-# libFuzzer targets. Reproduce a finding: DIR/<target>_fuzz FILE.
+# found (and appends it to DIR/history.log), and exits 1 when anything was found, 77 (ctest:
+# skipped) when clang cannot build libFuzzer targets. Reproduce a finding: DIR/<target>_fuzz FILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,7 +25,7 @@ while (($#)); do
     --short) short=1 ;;
     --build-dir) build=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
     [0-9]*) seconds=$1 ;;
     *) targets+=("$1") ;;
   esac
@@ -74,42 +74,89 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/fuzz/lsan.supp:print_suppressions=0}
 
+# The frame a finding happened in, skipping the sanitizers', libFuzzer's and the C/C++ runtime's
+# own frames: "libhdf5..." for a fault inside libhdf5, a Loom source file otherwise.
+culprit() {
+  timeout 120 "$1" -timeout=10 "$2" 2>&1 | grep -E '^ *#[0-9]+ ' |
+    grep -vE ' in (__sanitizer|__asan|__ubsan|__lsan|__interceptor|__cxa|__gnu_cxx|fuzzer::|std::|malloc|calloc|realloc|free|operator new|abort|raise|__pthread|gsignal|pthread_kill|loom::fuzz::failExpectation)|libc\.so|libstdc\+\+' |
+    head -1 | sed -E 's/^ *#[0-9]+ 0x[0-9a-f]+ (in )?//; s/ \(BuildId.*//' || true
+}
+
 mkdir -p "$build/findings"
 status=0
 printf '%-20s %10s %8s %7s %6s  %s\n' target inputs exec/s seconds new result >&2
 for t in "${targets[@]}"; do
+  bin=$build/${t}_fuzz
   corpus=$build/corpus/$t
   mkdir -p "$corpus"
   # libFuzzer's own exit code for a finding is 77, ctest's "skipped": use 1 instead.
   args=(-timeout=10 -rss_limit_mb=2048 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1
     "-artifact_prefix=$build/findings/$t-")
   [[ -f tests/fuzz/$t.dict ]] && args+=("-dict=tests/fuzz/$t.dict")
-  if ((short)); then
+  inputs=("$corpus" "tests/fuzz/corpus/$t")
+  # hdf5_index mostly runs libhdf5 (Debian's 1.10.8, not instrumented), which crashes, hangs
+  # or asks for huge allocations on many damaged files by itself. Such a fault would end a run
+  # within seconds and make a CI run depend on luck, so --short replays this target's corpus
+  # only, and long runs fork (-fork=1), keep going past faults, and each fault is replayed to
+  # tell libhdf5's own (reported, not failing) from Loom's (failing).
+  library_faults=0
+  [[ $t == hdf5_index ]] && library_faults=1
+  before=$(find "$corpus" -type f | wc -l)
+  if ((short && library_faults)); then
+    inputs=(tests/fuzz/corpus/$t/*)
+  elif ((short)); then
     # A fixed seed and input count: the same inputs every CI run.
     args+=(-seed=1 "-runs=${short_runs[$t]}")
     rm -rf "$corpus" && mkdir -p "$corpus"
+    before=0
   else
     args+=("-max_total_time=$seconds")
+    ((library_faults)) && args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
   fi
   start=$SECONDS
+  stamp=$(mktemp "$LOOM_FUZZ_TMPDIR/stamp.XXXXXX")
   rc=0
-  nice -n "${LOOM_FUZZ_NICE:-0}" "$build/${t}_fuzz" "${args[@]}" "$corpus" "tests/fuzz/corpus/$t" \
-    >"$build/$t.log" 2>&1 || rc=$?
+  nice -n "${LOOM_FUZZ_NICE:-0}" "$bin" "${args[@]}" "${inputs[@]}" >"$build/$t.log" 2>&1 || rc=$?
   took=$((SECONDS - start))
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$build/$t.log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$build/$t.log" | tail -1)
-  new=$(sed -n 's/^stat::new_units_added: *//p' "$build/$t.log" | tail -1)
-  if ((rc == 0)); then
-    result=ok
-  else
+  new=$(($(find "$corpus" -type f | wc -l) - before))
+  if ((short && library_faults)); then
+    runs=$(grep -c '^Executed ' "$build/$t.log" || true)
+    speed=$((runs / (took > 0 ? took : 1)))
+  elif ((library_faults)); then  # fork mode prints "#<runs>: ... exec/s <n> ..." lines
+    last=$(grep -E '^#[0-9]+: cov' "$build/$t.log" | tail -1)
+    runs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$last")
+    speed=$(sed -E 's/.* exec\/s ([0-9]+) .*/\1/' <<<"$last")
+  fi
+  result=ok
+  if ((library_faults && !short)); then
+    ours=0
+    theirs=0
+    while IFS= read -r f; do
+      where=$(culprit "$bin" "$f")
+      if [[ $where == *libhdf5* ]]; then
+        theirs=$((theirs + 1))
+      else
+        ours=$((ours + 1))
+        echo "    $f: ${where:-no stack (replay it)}" >&2
+      fi
+    done < <(find "$build/findings" -name "$t-*" -newer "$stamp" -type f)
+    parts=()
+    ((ours == 0)) || { status=1; parts+=("FOUND $ours in Loom's code"); }
+    ((theirs == 0)) || parts+=("$theirs fault(s) inside libhdf5, not Loom's (kept in findings/)")
+    ((${#parts[@]} == 0)) || result=$(IFS=';' && echo "${parts[*]}")
+  elif ((rc != 0)); then
     status=1
     found=$(sed -n 's/.*Test unit written to //p' "$build/$t.log" | tail -1)
     result="FOUND (exit $rc): ${found:-see $build/$t.log}"
     grep -m3 -E 'ERROR: |runtime error:|fuzz expectation|terminate called|SUMMARY:' \
       "$build/$t.log" | sed 's/^/    /' >&2 || true
   fi
-  printf '%-20s %10s %8s %7s %6s  %s\n' "$t" "${runs:-?}" "${speed:-?}" "$took" "${new:-?}" \
-    "$result" >&2
+  line=$(printf '%-20s %10s %8s %7s %6s  %s' "$t" "${runs:-?}" "${speed:-?}" "$took" "${new:-?}" \
+    "$result")
+  echo "$line" >&2
+  echo "$(date -u +%FT%TZ) $((short ? 1 : 0)) $line" >>"$build/history.log"
 done
 ((status == 0)) || log "findings in $build/findings/; logs in $build/<target>.log"
 exit $status
