@@ -93,7 +93,9 @@ SafetensorsHeader parseSafetensorsHeader(std::string_view bytes, const std::stri
           d.is_number_unsigned(),
           where << ": shape entries must be non-negative integers, got " << v["shape"].dump());
       const uint64_t dim = d.get<uint64_t>();
-      LOOM_INPUT_CHECK(dim == 0 || numel <= std::numeric_limits<uint64_t>::max() / dim / 8,
+      // Each dimension must fit a tensor size (int64) even when another one is 0.
+      LOOM_INPUT_CHECK(dim <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) &&
+                           (dim == 0 || numel <= std::numeric_limits<uint64_t>::max() / dim / 8),
                        where << ": shape " << v["shape"].dump() << " overflows");
       numel *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
