@@ -239,6 +239,24 @@ std::pair<H5Id, int64_t> openArray(hid_t file, const char* name, const char* exp
                               << expected_type << ")");
   hsize_t dims[1] = {0};
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  // The extent must be backed by bytes in the file, so that a damaged extent cannot make a
+  // reader allocate more than the file could hold: extent x element size as stored; when the
+  // dataset is filtered, at most 1032 times that (deflate, the compression libhdf5 ships,
+  // compresses at most 1032:1).
+  H5Id dcpl = plistId(H5Dget_create_plist(dataset.get()));
+  hsize_t file_size = 0;
+  H5Fget_filesize(file, &file_size);
+  const auto stored = static_cast<unsigned __int128>(
+      std::min<hsize_t>(H5Dget_storage_size(dataset.get()), file_size));
+  const unsigned __int128 ratio = H5Pget_nfilters(dcpl.get()) > 0 ? 1032 : 1;
+  const size_t element = H5Tget_size(type.get());
+  H5Eclear2(H5E_DEFAULT);
+  LOOM_INPUT_CHECK(dims[0] <= static_cast<hsize_t>(INT64_MAX) &&
+                       static_cast<unsigned __int128>(dims[0]) * element <= stored * ratio,
+                   place.file << ": dataset /" << name << " has " << dims[0] << " entries of "
+                              << element << " bytes, but the file stores only "
+                              << static_cast<uint64_t>(stored)
+                              << " bytes of it (damaged or truncated?)");
   return {std::move(dataset), static_cast<int64_t>(dims[0])};
 }
 
@@ -595,10 +613,12 @@ void Hdf5Dataset::Impl::open(int64_t model_vocab_size) {
                                                 kLossTokensDataset, place);
   LOOM_INPUT_CHECK(offsets[0] == 0, name << ": /offsets[0] is " << offsets[0] << ", expected 0");
   for (int64_t i = 0; i < num_samples; ++i) {
+    // Compared before subtracting: from 0, non-decreasing offsets are never negative, so
+    // their differences cannot overflow.
+    LOOM_INPUT_CHECK(offsets[i + 1] >= offsets[i],
+                     name << ": sample " << i << ": /offsets decreases (" << offsets[i] << " then "
+                          << offsets[i + 1] << "); offsets must be non-decreasing");
     const int64_t length = offsets[i + 1] - offsets[i];
-    LOOM_INPUT_CHECK(length >= 0, name << ": sample " << i << ": /offsets decreases (" << offsets[i]
-                                       << " then " << offsets[i + 1]
-                                       << "); offsets must be non-decreasing");
     LOOM_INPUT_CHECK(loss_tokens[i] >= 0 && loss_tokens[i] <= std::max<int64_t>(length - 1, 0),
                      name << ": sample " << i << ": /loss_tokens is " << loss_tokens[i]
                           << " but the sample has " << length << " tokens (at most "

@@ -30,6 +30,8 @@ CORRUPTIONS = [
     "mask0",
     "count-attribute",
     "float-tokens",
+    "offsets-overflow",
+    "unstored-extent",
 ]
 
 
@@ -62,6 +64,8 @@ def write(spec_path, out_path, corrupt):
         tokens[offsets[2] + 1] = spec["vocab_size"]  # sample 2, position 1
     if corrupt == "loss-count":
         loss_tokens[1] += 1
+    if corrupt == "offsets-overflow":
+        offsets[3] = np.iinfo(np.int64).min + 1  # sample 2 ends ~2^63 before it starts
 
     with h5py.File(out_path, "w") as f:
         chunk = (min(64, max(1, len(tokens))),)
@@ -71,8 +75,13 @@ def write(spec_path, out_path, corrupt):
         elif corrupt != "missing-tokens":
             f.create_dataset("tokens", data=tokens, chunks=chunk, maxshape=(None,))
         f.create_dataset("loss_mask", data=mask, chunks=chunk, maxshape=(None,))
-        f.create_dataset("offsets", data=offsets)
-        f.create_dataset("loss_tokens", data=loss_tokens)
+        if corrupt == "unstored-extent":
+            # 2^40 samples, no chunk written: nothing in the (small) file backs the extent.
+            f.create_dataset("offsets", shape=(2**40 + 1,), dtype=np.int64, chunks=(1024,))
+            f.create_dataset("loss_tokens", shape=(2**40,), dtype=np.int32, chunks=(1024,))
+        else:
+            f.create_dataset("offsets", data=offsets)
+            f.create_dataset("loss_tokens", data=loss_tokens)
         if corrupt != "no-format":
             f.attrs["format"] = "not-loom" if corrupt == "format-name" else "loom-tokens"
         f.attrs["format_version"] = np.int64(2 if corrupt == "format-version" else 1)
