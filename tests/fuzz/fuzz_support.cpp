@@ -71,6 +71,11 @@ std::vector<std::string_view> splitAtNul(std::string_view text, size_t max_parts
   return parts;
 }
 
+bool printErrors() {
+  static const bool print = std::getenv("LOOM_FUZZ_PRINT_ERRORS") != nullptr;
+  return print;
+}
+
 void expectNoOpenHdf5Objects() {
   std::lock_guard<std::recursive_mutex> lock(hdf5Mutex());
   const ssize_t open = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -38,12 +39,18 @@ inline std::string_view asText(const uint8_t* data, size_t size) {
 /// At most `max_parts` parts: the last one keeps any further NULs.
 std::vector<std::string_view> splitAtNul(std::string_view text, size_t max_parts);
 
+/// True when LOOM_FUZZ_PRINT_ERRORS is set: expected errors are printed (to see which checks
+/// a corpus reaches, e.g. `LOOM_FUZZ_PRINT_ERRORS=1 build-fuzz/config_fuzz
+/// build-fuzz/corpus/config/*`).
+bool printErrors();
+
 /// Runs `body`; a loom::Error (InputError included) is the expected end of bad input.
 template <typename Body>
 void expectLoomErrorsOnly(Body&& body) {
   try {
     body();
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    if (printErrors()) std::fprintf(stderr, "loom error: %s\n", e.what());
   }
 }
 
