@@ -18,7 +18,7 @@ std::unique_ptr<Communicator> makeCommunicator(Backend backend, const World& wor
       return makeMpiCommunicator(world);
     case Backend::kNccl: {
       LOOM_CHECK(device.rfind("cuda:", 0) == 0, "NCCL needs a CUDA device, got " << device);
-      return makeNcclCommunicator(world, std::stoi(device.substr(5)));
+      return makeNcclCommunicator(world, std::stoi(device.substr(5)), world.collectiveTimeout());
     }
     case Backend::kAuto:
       break;

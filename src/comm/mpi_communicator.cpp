@@ -8,18 +8,13 @@
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/world.hpp"
 #include "loom/core/error.hpp"
+#include "mpi_calls.hpp"
 
 namespace loom {
 
 namespace {
 
-void checkMpi(int rc, const char* call) {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  LOOM_CHECK(false, call << " failed: " << std::string(text, len));
-}
+using detail::checkMpi;
 
 MPI_Datatype mpiType(at::ScalarType t) {
   switch (t) {
@@ -49,6 +44,12 @@ at::Tensor hostStaging(const at::Tensor& t) {
   return h.contiguous();
 }
 
+/// "MPI_Allreduce of 4096 x float32": what a rank waits in, for the deadline's message.
+std::string describe(const char* call, const at::Tensor& t) {
+  return std::string(call) + " of " + std::to_string(t.numel()) + " x " +
+         c10::toString(t.scalar_type());
+}
+
 /// Writes `staged` back into `t` when staging made a copy.
 void copyBack(at::Tensor& t, const at::Tensor& staged) {
   if (!staged.is_same(t)) t.copy_(staged);
@@ -57,15 +58,18 @@ void copyBack(at::Tensor& t, const at::Tensor& staged) {
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(const World& world)
-      : comm_(*static_cast<MPI_Comm*>(world.nativeComm())),
+      : world_(world),
+        comm_(*static_cast<MPI_Comm*>(world.nativeComm())),
         rank_(world.rank()),
         size_(world.size()) {}
 
   void allReduceSum(at::Tensor& tensor) override {
     at::Tensor h = hostStaging(tensor);
-    checkMpi(MPI_Allreduce(MPI_IN_PLACE, h.data_ptr(), static_cast<int>(h.numel()),
-                           mpiType(h.scalar_type()), MPI_SUM, comm_),
-             "MPI_Allreduce");
+    MPI_Request request = MPI_REQUEST_NULL;
+    checkMpi(MPI_Iallreduce(MPI_IN_PLACE, h.data_ptr(), static_cast<int>(h.numel()),
+                            mpiType(h.scalar_type()), MPI_SUM, comm_, &request),
+             "MPI_Iallreduce");
+    world_.waitFor(&request, 1, describe("MPI_Allreduce", h));
     copyBack(tensor, h);
   }
 
@@ -92,8 +96,11 @@ class MpiCommunicator final : public Communicator {
 
   void waitStarted() override {
     if (pending_.empty()) return;
-    checkMpi(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE),
-             "MPI_Waitall");
+    int64_t elements = 0;
+    for (const auto& t : pending_tensors_) elements += t.numel();
+    world_.waitFor(pending_.data(), static_cast<int>(pending_.size()),
+                   "MPI_Allreduce of gradients (" + std::to_string(pending_.size()) +
+                       " bucket(s), " + std::to_string(elements) + " values)");
     pending_.clear();
     pending_tensors_.clear();
   }
@@ -106,9 +113,11 @@ class MpiCommunicator final : public Communicator {
 
   void broadcast(at::Tensor& tensor, int root) override {
     at::Tensor h = hostStaging(tensor);
-    checkMpi(
-        MPI_Bcast(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()), root, comm_),
-        "MPI_Bcast");
+    MPI_Request request = MPI_REQUEST_NULL;
+    checkMpi(MPI_Ibcast(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()), root,
+                        comm_, &request),
+             "MPI_Ibcast");
+    world_.waitFor(&request, 1, describe("MPI_Bcast", h) + " from rank " + std::to_string(root));
     copyBack(tensor, h);
   }
 
@@ -117,20 +126,23 @@ class MpiCommunicator final : public Communicator {
     std::vector<int64_t> shape = {size_};
     for (auto d : h.sizes()) shape.push_back(d);
     at::Tensor out = at::empty(shape, h.options());
-    checkMpi(
-        MPI_Allgather(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
-                      out.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()), comm_),
-        "MPI_Allgather");
+    MPI_Request request = MPI_REQUEST_NULL;
+    checkMpi(MPI_Iallgather(h.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
+                            out.data_ptr(), static_cast<int>(h.numel()), mpiType(h.scalar_type()),
+                            comm_, &request),
+             "MPI_Iallgather");
+    world_.waitFor(&request, 1, describe("MPI_Allgather", h));
     return out.to(tensor.device()).to(tensor.scalar_type());
   }
 
-  void barrier() override { checkMpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier() override { world_.barrier(); }
 
   Backend backend() const override { return Backend::kMpi; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
  private:
+  const World& world_;
   MPI_Comm comm_;
   std::vector<MPI_Request> pending_;
   std::vector<at::Tensor> pending_tensors_;

@@ -67,8 +67,10 @@ class NcclCommunicator final : public Communicator {
     ncclUniqueId id;
     if (rank_ == 0) LOOM_NCCL_CHECK(ncclGetUniqueId(&id));
     MPI_Comm mpi = *static_cast<MPI_Comm*>(world.nativeComm());
-    LOOM_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, mpi) == MPI_SUCCESS,
-               "MPI_Bcast of the NCCL id failed");
+    MPI_Request request = MPI_REQUEST_NULL;
+    LOOM_CHECK(MPI_Ibcast(&id, sizeof(id), MPI_BYTE, 0, mpi, &request) == MPI_SUCCESS,
+               "MPI_Ibcast of the NCCL id failed");
+    world.waitFor(&request, 1, "MPI_Bcast of the NCCL id");
     // Non-blocking init, so that a rank that never arrives is caught by the deadline too.
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
@@ -134,6 +136,9 @@ class NcclCommunicator final : public Communicator {
     complete(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
                            ncclType(tensor.scalar_type()), root, comm_, currentStream()),
              "ncclBroadcast");
+    // Set-up values the host reads next: wait here, under the deadline, rather than in an
+    // unbounded copy to the host later.
+    synchronize(currentStream());
   }
 
   at::Tensor allGather(const at::Tensor& tensor) override {
@@ -144,6 +149,9 @@ class NcclCommunicator final : public Communicator {
     complete(ncclAllGather(tensor.data_ptr(), out.data_ptr(), tensor.numel(),
                            ncclType(tensor.scalar_type()), comm_, currentStream()),
              "ncclAllGather");
+    // Small values (the per-step losses, counts and timings) that the host reads next: the
+    // one wait of a step happens here, under the deadline, not in an unbounded copy later.
+    synchronize(currentStream());
     return out;
   }
 
@@ -226,7 +234,7 @@ class NcclCommunicator final : public Communicator {
       if (std::chrono::steady_clock::now() > deadline) {
         cudaEventDestroy(done);
         fail("a collective did not finish within " + std::to_string(timeout_) +
-             " s: a peer rank has probably died");
+             " s (cluster.collective_timeout_s): a peer rank is stalled or dead");
       }
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }

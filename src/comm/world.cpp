@@ -7,19 +7,14 @@
 #include <cstdlib>
 
 #include "loom/core/error.hpp"
+#include "mpi_calls.hpp"
 
 namespace loom {
 
+using detail::checkMpi;
+
 namespace {
 std::atomic<bool> g_world_exists{false};
-
-void checkMpi(int rc, const char* call) {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  LOOM_CHECK(false, call << " failed: " << std::string(text, len));
-}
 }  // namespace
 
 struct World::Impl {
@@ -36,6 +31,11 @@ World::World(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
     int provided = 0;
     checkMpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     impl_->finalize = true;
+    // The data prefetcher and autograd run threads; only the main thread calls MPI.
+    LOOM_CHECK(provided >= MPI_THREAD_FUNNELED,
+               "this MPI library provides thread level "
+                   << provided << ", below MPI_THREAD_FUNNELED (" << MPI_THREAD_FUNNELED
+                   << ") which the trainer needs: use an MPI built with thread support");
   }
   // Errors come back as codes (and become exceptions) instead of aborting inside MPI.
   checkMpi(MPI_Comm_dup(MPI_COMM_WORLD, &impl_->world), "MPI_Comm_dup");
@@ -63,10 +63,23 @@ World::~World() {
   g_world_exists = false;
 }
 
+void World::setCollectiveTimeout(double seconds) {
+  LOOM_CHECK(seconds > 0, "the collective timeout must be positive, got " << seconds);
+  collective_timeout_s_ = seconds;
+}
+
+void World::waitFor(void* requests, int count, const std::string& what) const {
+  detail::waitWithDeadline(count, static_cast<MPI_Request*>(requests), what,
+                           {rank_, host_, collective_timeout_s_});
+}
+
 std::vector<std::string> World::allGather(const std::string& mine) const {
   int len = static_cast<int>(mine.size());
   std::vector<int> lens(size_);
-  checkMpi(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, impl_->world), "MPI_Allgather");
+  MPI_Request request = MPI_REQUEST_NULL;
+  checkMpi(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, impl_->world, &request),
+           "MPI_Iallgather");
+  waitFor(&request, 1, "MPI_Allgather of string lengths");
   std::vector<int> displs(size_, 0);
   int total = 0;
   for (int r = 0; r < size_; ++r) {
@@ -74,9 +87,10 @@ std::vector<std::string> World::allGather(const std::string& mine) const {
     total += lens[r];
   }
   std::string all(static_cast<size_t>(total), '\0');
-  checkMpi(MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(),
-                          MPI_CHAR, impl_->world),
-           "MPI_Allgatherv");
+  checkMpi(MPI_Iallgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(),
+                           MPI_CHAR, impl_->world, &request),
+           "MPI_Iallgatherv");
+  waitFor(&request, 1, "MPI_Allgatherv of strings");
   std::vector<std::string> out(size_);
   for (int r = 0; r < size_; ++r) out[r] = all.substr(displs[r], lens[r]);
   return out;
@@ -85,11 +99,18 @@ std::vector<std::string> World::allGather(const std::string& mine) const {
 bool World::anyTrue(bool flag) const {
   int mine = flag ? 1 : 0;
   int any = 0;
-  checkMpi(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, impl_->world), "MPI_Allreduce");
+  MPI_Request request = MPI_REQUEST_NULL;
+  checkMpi(MPI_Iallreduce(&mine, &any, 1, MPI_INT, MPI_MAX, impl_->world, &request),
+           "MPI_Iallreduce");
+  waitFor(&request, 1, "MPI_Allreduce of a flag");
   return any != 0;
 }
 
-void World::barrier() const { checkMpi(MPI_Barrier(impl_->world), "MPI_Barrier"); }
+void World::barrier() const {
+  MPI_Request request = MPI_REQUEST_NULL;
+  checkMpi(MPI_Ibarrier(impl_->world, &request), "MPI_Ibarrier");
+  waitFor(&request, 1, "MPI_Barrier");
+}
 
 void World::abort(int exit_code) const {
   MPI_Abort(MPI_COMM_WORLD, exit_code);

@@ -470,6 +470,7 @@ void readCluster(Section s, ClusterConfig& c) {
   if (int i = s.getEnum("backend", kBackends); i >= 0) c.backend = static_cast<Backend>(i);
   if (int i = s.getEnum("balance", kBalances); i >= 0) c.balance = static_cast<Balance>(i);
   s.getBool("overlap_grad_sync", c.overlap_grad_sync);
+  s.getDouble("collective_timeout_s", c.collective_timeout_s, 0.0, 1e6, /*lo_open=*/true);
   if (!s.has("ranks")) return;
   auto list = s.child("ranks");
   if (!list.IsSequence()) {
@@ -640,7 +641,9 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
                               "eval_every", "log_every"}),
             c.train);
   readCheckpoint(section("checkpoint", {"every", "keep", "resume"}), c.checkpoint);
-  readCluster(section("cluster", {"backend", "balance", "overlap_grad_sync", "ranks"}), c.cluster);
+  readCluster(section("cluster",
+                      {"backend", "balance", "overlap_grad_sync", "collective_timeout_s", "ranks"}),
+              c.cluster);
   c.locations = reader.takeLocations();
   return c;
 }
@@ -711,6 +714,7 @@ std::string toYaml(const Config& c) {
   e << YAML::Key << "backend" << YAML::Value << toString(c.cluster.backend);
   e << YAML::Key << "balance" << YAML::Value << toString(c.cluster.balance);
   e << YAML::Key << "overlap_grad_sync" << YAML::Value << c.cluster.overlap_grad_sync;
+  e << YAML::Key << "collective_timeout_s" << YAML::Value << c.cluster.collective_timeout_s;
   e << YAML::Key << "ranks" << YAML::Value << YAML::BeginSeq;
   for (const auto& r : c.cluster.ranks) {
     e << YAML::BeginMap;

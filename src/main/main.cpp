@@ -118,6 +118,7 @@ int dryRun(const loom::World& world, const loom::Config& config) {
 int run(loom::World& world, const Options& opt) {
   auto config = loadConfigCollectively(world, opt);
   if (!config) return loom::kExitBadInput;
+  world.setCollectiveTimeout(config->cluster.collective_timeout_s);
   if (opt.print_config) {
     if (world.isRoot()) std::cout << loom::toYaml(*config) << std::flush;
     return loom::kExitOk;

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
@@ -68,9 +70,13 @@ std::vector<std::pair<int64_t, fs::path>> listCheckpoints(const fs::path& dir) {
   return out;
 }
 
-/// Test hook LOOM_TEST_CRASH_BEFORE_SWAP=1: die by SIGKILL once the new checkpoint is
-/// written and synced, before it takes the place of the old one.
-void maybeCrashBeforeSwapForTest() {
+/// Test hooks, once the new checkpoint is written and synced, before it takes the place of
+/// the old one: LOOM_TEST_SLOW_CHECKPOINT_S=S sleeps S seconds there (a checkpoint that takes
+/// long to write); LOOM_TEST_CRASH_BEFORE_SWAP=1 dies by SIGKILL there.
+void testHooksBeforeSwap() {
+  if (const char* slow = std::getenv("LOOM_TEST_SLOW_CHECKPOINT_S")) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(slow)));
+  }
   if (std::getenv("LOOM_TEST_CRASH_BEFORE_SWAP")) ::raise(SIGKILL);
 }
 
@@ -162,7 +168,7 @@ fs::path writeCheckpoint(const fs::path& checkpoints_dir, const TrainerState& st
     write_files(tmp);
     writeFileAtomic(tmp / "trainer_state.json", state.toJson());
     fsyncTree(tmp);
-    maybeCrashBeforeSwapForTest();
+    testHooksBeforeSwap();
     replaceCheckpoint(tmp, final_dir);  // a rerun of the same step replaces it
   } catch (...) {
     removeTree(tmp);

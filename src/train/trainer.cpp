@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -35,6 +36,7 @@
 #include "loom/model/hf_io.hpp"
 #include "loom/model/lora.hpp"
 #include "loom/model/loss.hpp"
+#include "loom/model/memory.hpp"
 #include "loom/model/safetensors.hpp"
 #include "loom/train/agreement.hpp"
 #include "loom/train/balancer.hpp"
@@ -776,6 +778,7 @@ class Trainer {
   }
 
   void checkpoint() {
+    const auto started = std::chrono::steady_clock::now();
     if (world_.isRoot()) {
       TrainerState state;
       state.step = step_;
@@ -794,8 +797,16 @@ class Trainer {
             optimizer_->save(tmp);
             if (lora_) saveAdapter(*model_, spec_, tmp / "adapter", config_.model.path);
           });
-      LOOM_INFO("checkpoint " << dir.string());
+      uintmax_t bytes = 0;
+      for (const auto& e : fs::recursive_directory_iterator(dir)) {
+        if (e.is_regular_file()) bytes += e.file_size();
+      }
+      char seconds[32];
+      std::snprintf(seconds, sizeof(seconds), "%.1f", secondsSince(started));
+      LOOM_INFO("checkpoint " << dir.string() << " (" << gibText(bytes) << ") written in "
+                              << seconds << " s");
     }
+    // The other ranks wait here while rank 0 writes (bounded by the collective deadline).
     world_.barrier();
   }
 

@@ -24,6 +24,15 @@ class World {
   const std::string& host() const { return host_; }
   bool isRoot() const { return rank_ == 0; }
 
+  /// How long any collective (here, in the MPI communicator and in NCCL's) may wait for the
+  /// other ranks before this rank gives up and the job ends: cluster.collective_timeout_s.
+  /// 600 s until the config is read.
+  void setCollectiveTimeout(double seconds);
+  double collectiveTimeout() const { return collective_timeout_s_; }
+  /// Waits for `count` MPI requests (`MPI_Request*`) of the collective `what` within the
+  /// collective timeout; throws loom::Error naming it and the time waited when they are late.
+  void waitFor(void* requests, int count, const std::string& what) const;
+
   /// Collective: every rank must call. Returns every rank's string, by rank.
   std::vector<std::string> allGather(const std::string& mine) const;
   /// Collective: true on every rank if `flag` is true on any rank.
@@ -42,6 +51,7 @@ class World {
   int local_rank_ = 0;
   int local_size_ = 1;
   std::string host_;
+  double collective_timeout_s_ = 600.0;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -13,6 +13,7 @@
 //                warmup_steps, weight_decay, max_grad_norm, eval_every, log_every}
 //   checkpoint: {every, keep, resume: auto|never|<path>}
 //   cluster:    {backend: auto|nccl|mpi, balance: auto|static, overlap_grad_sync,
+//                collective_timeout_s,
 //                ranks: [{match: {host, local_rank, gpu}, device, weight, micro_batch, dtype,
 //                         loss_chunk_tokens, gradient_checkpointing}]}
 //
@@ -119,6 +120,11 @@ struct ClusterConfig {
   /// All-reduce gradient buckets from backward hooks as they fill (overlapping backward)
   /// instead of all at once after it.
   bool overlap_grad_sync = true;
+  /// How long any collective (all-reduce, all-gather, broadcast, barrier; NCCL or MPI) may
+  /// wait for the other ranks before the job ends with an error naming it: a stalled peer
+  /// must not hang the job. Must exceed the longest legitimate wait (a checkpoint write or
+  /// evaluation on one rank while the others wait).
+  double collective_timeout_s = 600.0;
   std::vector<RankRule> ranks;
 };
 
