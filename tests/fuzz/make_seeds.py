@@ -242,6 +242,7 @@ def config_seeds():
             write(os.path.join(d, os.path.basename(src)), f.read())
     write(os.path.join(d, "minimal_with_overrides"),
           "model: {path: m}\ndata: {train: d.h5}\ntrain: {global_batch_size: 8, epochs: 1}\n"
+          "cluster: {ranks: [{device: cpu}]}\n"
           "\0train.lr=3e-4\nfinetune.lora.targets=[q_proj,v_proj]\ncluster.ranks.0.weight=2\n"
           "cluster.backend=mpi")
     write(os.path.join(d, "env_paths_and_ranks"),
@@ -254,7 +255,8 @@ def config_seeds():
           "train: {global_batch_tokens: 4096, max_steps: 10, warmup_steps: 10, lr_schedule: linear,"
           " weight_decay: 0.1, max_grad_norm: 0, eval_every: 5, log_every: 2}\n"
           "checkpoint: {every: 5, keep: 1, resume: never}\n"
-          "cluster:\n  balance: static\n  overlap_grad_sync: off\n  ranks:\n"
+          "cluster:\n  balance: static\n  overlap_grad_sync: off\n  collective_timeout_s: 90.5\n"
+          "  ranks:\n"
           "    - {match: {host: a, local_rank: 0, gpu: 3080}, device: 'cuda:0', weight: 3,"
           " micro_batch: 2, dtype: bf16, loss_chunk_tokens: 1024, gradient_checkpointing: true}\n"
           "    - match: {gpu: 1050}\n      device: cpu\n      weight: 0.5\n")
