@@ -33,6 +33,9 @@ while (($#)); do
 done
 all=(tokenizer safetensors_header hdf5_index config jsonl_record chat_template)
 ((${#targets[@]})) || targets=("${all[@]}")
+for t in "${targets[@]}"; do
+  [[ " ${all[*]} " == *" $t "* ]] || { echo "[fuzz] unknown target '$t'; targets: ${all[*]}" >&2; exit 2; }
+done
 
 # Inputs per target in --short mode, each about 10-25 s on one core of a CI machine: the seeds
 # and some thousands of mutations of them, a smoke test rather than a search. (hdf5_index: its
