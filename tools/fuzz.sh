@@ -110,9 +110,12 @@ for t in "${targets[@]}"; do
   if ((short && library_faults)); then
     inputs=(tests/fuzz/corpus/$t/*)
   elif ((short)); then
-    # A fixed seed and input count: the same inputs every CI run.
+    # A fixed seed and input count: the same inputs every CI run; new inputs go to a scratch
+    # folder (emptied each time), not to the corpus that long runs keep growing.
     args+=(-seed=1 "-runs=${short_runs[$t]}")
+    corpus=$build/corpus-short/$t
     rm -rf "$corpus" && mkdir -p "$corpus"
+    inputs=("$corpus" "tests/fuzz/corpus/$t")
     before=0
   else
     args+=("-max_total_time=$seconds")
