@@ -14,12 +14,11 @@
 #include <functional>
 #include <future>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <thread>
 
-#include "loom/data/hdf5_dataset.hpp"
 #include "support/test_support.hpp"
+#include "support/tiny_dataset.hpp"
 
 namespace loom {
 namespace {
@@ -101,23 +100,7 @@ class Slurm : public ::testing::Test {
       model_error_ = "make_tiny_model.py failed:\n" + made.output;
       return;
     }
-    Hdf5DatasetInfo info;
-    info.vocab_size = 300;
-    info.eos_id = 1;
-    info.pad_id = 0;
-    Hdf5DatasetWriter writer(dir_->path() / "train.h5", info);
-    std::mt19937 rng(5);
-    for (int i = 0; i < 64; ++i) {
-      const int n = 4 + static_cast<int>(rng() % 57);
-      std::vector<int32_t> tokens(n);
-      std::vector<uint8_t> mask(n, 0);
-      for (int t = 0; t < n; ++t) {
-        tokens[t] = 2 + static_cast<int32_t>(rng() % 298);
-        mask[t] = t >= n / 3 && t > 0 ? 1 : 0;
-      }
-      writer.append(tokens, mask);
-    }
-    writer.finish();
+    testing::writeTinyDataset(dir_->path() / "train.h5", 64, 5);
     // Two CPU ranks with fixed, unequal weights: a resumed run splits every batch as the
     // uninterrupted one did, so the two agree bit for bit. The run directory is named by the
     // job id (expanded by the trainer), the same for both runs of a requeued job.
