@@ -17,6 +17,7 @@
 #include "loom/core/env_expand.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/text_encoding.hpp"
 
 namespace loom {
 
@@ -91,13 +92,14 @@ class Reader {
       : file_(std::move(file)), override_text_(std::move(override_text)) {}
 
   std::string where(const YAML::Node& node, const std::string& path) const {
-    // A key set by --set, or lying inside a mapping set by one, is blamed on that override.
+    // A key set by --set, lying inside a value set by one (a mapping, a list element), or in
+    // a mapping an override created, is blamed on that override.
     for (std::string p = path;;) {
       auto it = override_text_.find(p);
-      if (it != override_text_.end()) return "--set " + it->first + "=" + it->second;
-      const auto dot = p.find_last_of('.');
-      if (dot == std::string::npos) break;
-      p = p.substr(0, dot);
+      if (it != override_text_.end()) return "--set " + it->second;
+      const auto cut = p.back() == ']' ? p.find_last_of('[') : p.find_last_of('.');
+      if (cut == std::string::npos || cut == 0) break;
+      p = p.substr(0, cut);
     }
     if (node.IsDefined()) {
       const YAML::Mark mark = node.Mark();
@@ -138,8 +140,17 @@ class Section {
           "expected a mapping with keys " + joined(allowed_) + ", found " + describe(node_));
     }
     if (!node_.IsMap()) return;
+    std::map<std::string, YAML::Mark> seen;
     for (const auto& kv : node_) {
       const std::string key = kv.first.Scalar();
+      // yaml-cpp keeps both entries of a repeated key and a lookup finds one of them: a
+      // second `lr:` further down would silently not count.
+      const auto [first, fresh] = seen.emplace(key, kv.first.Mark());
+      if (!fresh) {
+        reader_.fail(kv.first, keyPath(key),
+                     "duplicate key (also at line " + std::to_string(first->second.line + 1) +
+                         "); keep one");
+      }
       if (std::find(allowed_.begin(), allowed_.end(), key) == allowed_.end()) {
         reader_.fail(kv.first, keyPath(key),
                      "unknown key" + didYouMean(key, allowed_) + " Allowed keys in '" + path_ +
@@ -338,6 +349,20 @@ void readRun(Section s, RunConfig& c) {
   s.getString("name", c.name);
   s.getPath("output_dir", c.output_dir);
   s.getInt("seed", c.seed, 0, kIntMax);
+  // The run folder is created when absent; what is on the way must be folders.
+  std::error_code ec;
+  for (std::filesystem::path p = c.output_dir; !p.empty(); p = p.parent_path()) {
+    if (!std::filesystem::exists(p, ec)) {
+      if (p == p.parent_path()) break;
+      continue;
+    }
+    if (!std::filesystem::is_directory(p, ec)) {
+      s.fail("output_dir", "'" + p.string() +
+                               "' exists and is not a folder; expected the run folder (created "
+                               "when absent) or a path under folders");
+    }
+    break;
+  }
 }
 
 void readModel(Section s, ModelConfig& c) {
@@ -564,11 +589,12 @@ void applyOverride(YAML::Node& root, const std::string& text, const std::string&
       if (!next.IsDefined() || next.IsNull()) {
         cur[part] = YAML::Node(YAML::NodeType::Map);
         next = cur[part];
+        override_text.emplace(path, text);  // the file has no such key: this --set made it
       }
       cur.reset(next);
     }
   }
-  override_text[path] = value;
+  override_text[path] = text;
   (void)file;
 }
 
@@ -589,6 +615,36 @@ std::string toString(Balance v) { return kBalances.at(static_cast<int>(v)); }
 std::string Config::where(const std::string& key_path) const {
   auto it = locations.find(key_path);
   return it != locations.end() ? it->second : source_file;
+}
+
+/// The first scalar under `node` whose text holds `needle`, with its key path and place.
+static bool findScalarContaining(const YAML::Node& node, const std::string& path,
+                                 const std::string& needle, std::string& found_path,
+                                 YAML::Mark& mark) {
+  if (node.IsScalar()) {
+    if (node.Scalar().find(needle) == std::string::npos) return false;
+    found_path = path.empty() ? "(the document)" : path;
+    mark = node.Mark();
+    return true;
+  }
+  if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (findScalarContaining(node[i], path + "[" + std::to_string(i) + "]", needle, found_path,
+                               mark)) {
+        return true;
+      }
+    }
+  }
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+      if (findScalarContaining(kv.second, path.empty() ? key : path + "." + key, needle, found_path,
+                               mark)) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 Config parseConfig(const std::string& yaml_text, const std::string& source_name,
@@ -622,6 +678,18 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
               {"run", "model", "finetune", "data", "train", "checkpoint", "cluster"});
   for (const char* required : {"model", "data", "train"}) {
     if (!top.has(required)) {
+      // Often the section is there but an earlier value swallowed it (an unclosed quote or
+      // bracket): name that value.
+      const std::string needle = std::string(required) + ":";
+      std::string path;
+      YAML::Mark mark;
+      if (findScalarContaining(root, "", needle, path, mark)) {
+        throw InputError("config error: " + source_name + ":" + std::to_string(mark.line + 1) +
+                         ":" + std::to_string(mark.column + 1) + ": " + path +
+                         ": this value runs on over '" + needle +
+                         "' and what follows it (an unclosed quote or bracket?), so section '" +
+                         required + "' is missing");
+      }
       throw InputError("config error: " + source_name + ": missing required section '" +
                        std::string(required) + "'");
     }
@@ -649,7 +717,7 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
 }
 
 Config loadConfig(const std::string& path, const std::vector<std::string>& overrides) {
-  return parseConfig(readFileOrThrow(path, "config file"), path, overrides);
+  return parseConfig(readUtf8TextFile(path, "config file"), path, overrides);
 }
 
 std::string toYaml(const Config& c) {

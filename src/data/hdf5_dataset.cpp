@@ -4,13 +4,19 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
+#include <mutex>
+#include <new>
 #include <numeric>
 #include <utility>
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/isolated_call.hpp"
 
 namespace loom {
 
@@ -529,6 +535,9 @@ struct Hdf5Dataset::Impl {
   int64_t numSamples() const { return static_cast<int64_t>(loss_tokens.size()); }
 
   void open(int64_t model_vocab_size);
+  /// Reads every token and mask value once and checks each sample (validateSample), so that
+  /// a bad id or count is refused at open, not when (and only if) a step reads that sample.
+  void validateAllSamples() const;
   void validateSample(int64_t sample, const int32_t* tok, const uint8_t* mask) const;
 };
 
@@ -644,6 +653,31 @@ void Hdf5Dataset::Impl::open(int64_t model_vocab_size) {
   loss_mask = detail::withoutChunkCache(std::move(mask_ds), f, kLossMaskDataset);
 }
 
+void Hdf5Dataset::Impl::validateAllSamples() const {
+  constexpr int64_t kBlockTokens = int64_t{1} << 22;  // 16 MiB of ids + 4 MiB of mask a read
+  std::vector<int32_t> tok;
+  std::vector<uint8_t> mask;
+  int64_t first = 0;
+  while (first < numSamples()) {
+    // Whole samples up to the block size (at least one, however long).
+    int64_t last = first + 1;
+    while (last < numSamples() && offsets[last + 1] - offsets[first] <= kBlockTokens) ++last;
+    const int64_t begin = offsets[first];
+    const int64_t count = offsets[last] - begin;
+    tok.resize(static_cast<size_t>(count));
+    mask.resize(static_cast<size_t>(count));
+    detail::readRange(tokens.get(), H5T_NATIVE_INT32, begin, count, tok.data(), kTokensDataset,
+                      place);
+    detail::readRange(loss_mask.get(), H5T_NATIVE_UINT8, begin, count, mask.data(),
+                      kLossMaskDataset, place);
+    for (int64_t i = first; i < last; ++i) {
+      const auto at = static_cast<size_t>(offsets[i] - begin);
+      validateSample(i, tok.data() + at, mask.data() + at);
+    }
+    first = last;
+  }
+}
+
 void Hdf5Dataset::Impl::validateSample(int64_t sample, const int32_t* tok,
                                        const uint8_t* mask) const {
   const int64_t length = offsets[sample + 1] - offsets[sample];
@@ -664,12 +698,78 @@ void Hdf5Dataset::Impl::validateSample(int64_t sample, const int32_t* tok,
                               << " targets after the first token");
 }
 
+namespace {
+
+/// How long a damaged file may keep libhdf5 busy in the probe before it is called damaged.
+constexpr std::chrono::seconds kProbeTimeout{600};
+
+/// Opens the file first in a forked child (core/isolated_call). libhdf5 1.10 trusts the
+/// addresses and indices inside a file: some damaged token files crash it (a SEGV in H5HG_read
+/// reading a variable-length string attribute; tests/fuzz/libhdf5_faults).
+/// In the child such a crash ends only the child, and the open is refused as a damaged file
+/// (exit 2) instead of taking the process down. A file the child finds bad for another reason
+/// is refused with the child's message, without opening it again; a good file is then opened
+/// here. The child also reads every token once to check each sample, which the parent then
+/// need not repeat; the added cost is one more open and index read (a fork, milliseconds).
+/// `open` opens and checks the file, every sample included (on a throw-away Impl). True when
+/// the child ran it and found the file good; false when the test hook kept it in-process.
+/// Test hook LOOM_TEST_HDF5_IN_PROCESS=1 skips the child: the hdf5_index fuzz target runs
+/// Loom's checks in its own instrumented process and tells libhdf5's faults apart itself.
+bool openInChildFirst(const std::string& name, const std::function<void()>& open) {
+  const char* in_process = std::getenv("LOOM_TEST_HDF5_IN_PROCESS");
+  if (in_process != nullptr && std::string(in_process) == "1") return false;
+  const IsolatedOutcome outcome = runIsolated(
+      [&] {
+        // The child has only this thread, which holds the HDF5 mutex in the parent (the
+        // caller locked it, so no other thread is inside libhdf5 at the fork); the child's
+        // copy of the mutex names the parent's thread as owner and is re-created unlocked.
+        new (&hdf5Mutex()) std::recursive_mutex();
+        open();
+      },
+      kProbeTimeout);
+  switch (outcome.kind) {
+    case IsolatedOutcome::Kind::kOk:
+      return true;
+    case IsolatedOutcome::Kind::kInputError:
+      throw InputError(outcome.message);
+    case IsolatedOutcome::Kind::kError:
+      throw Error(outcome.message);
+    case IsolatedOutcome::Kind::kTimedOut:
+      throw InputError("data file " + name + ": libhdf5 did not finish opening it within " +
+                       std::to_string(kProbeTimeout.count()) +
+                       " s; the file is damaged (not a complete token file written by "
+                       "`trainer prepare`): prepare it again");
+    case IsolatedOutcome::Kind::kCrashed:
+      if (outcome.signal != 0) {
+        throw InputError("data file " + name + ": libhdf5 crashed reading it (" +
+                         describeCrash(outcome) +
+                         "); the file is damaged (not a complete token file written by "
+                         "`trainer prepare`): prepare it again");
+      }
+      // No signal: something in the child exited on its own (a sanitizer's report).
+      LOOM_CHECK(false, "internal error, please report: opening " << name << " in a child "
+                                                                  << "process ended with "
+                                                                  << describeCrash(outcome));
+  }
+  return false;
+}
+
+}  // namespace
+
 Hdf5Dataset::Hdf5Dataset(const std::filesystem::path& path, int64_t model_vocab_size)
     : impl_(std::make_unique<Impl>()) {
   auto lock = detail::lockHdf5();
+  const bool probed = openInChildFirst(path.string(), [&] {
+    Impl probe;
+    probe.path = path;
+    probe.place.file = path.string();
+    probe.open(model_vocab_size);
+    probe.validateAllSamples();
+  });
   impl_->path = path;
   impl_->place.file = path.string();
   impl_->open(model_vocab_size);
+  if (!probed) impl_->validateAllSamples();
 }
 
 Hdf5Dataset::~Hdf5Dataset() = default;

@@ -222,7 +222,12 @@ BatchPlanner::BatchPlanner(std::vector<int64_t> lengths, std::vector<int64_t> lo
 
 BatchPlanner BatchPlanner::fromDataset(const Hdf5Dataset& dataset, PlannerConfig config) {
   LOOM_INPUT_CHECK(config.seq_len > 0, "seq_len must be > 0, got " << config.seq_len);
-  return BatchPlanner(dataset.lengths(), dataset.lossTokensWithin(config.seq_len), config);
+  try {
+    return BatchPlanner(dataset.lengths(), dataset.lossTokensWithin(config.seq_len), config);
+  } catch (const InputError& e) {
+    // The planner sees lengths only; its complaints are about this file.
+    throw InputError("data file " + dataset.path().string() + ": " + e.what());
+  }
 }
 
 int64_t BatchPlanner::effectiveLength(int64_t sample) const {

@@ -28,6 +28,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/format.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/text_encoding.hpp"
 #include "loom/data/hdf5_dataset.hpp"
 #include "loom/data/tokenizer.hpp"
 
@@ -138,9 +139,16 @@ enum class FileKind { kJsonl, kJsonArray, kText };
 
 bool isBlank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
-/// First non-whitespace byte of a file, or -1 for a file of whitespace only.
+/// First non-whitespace byte of a file after a UTF-8 byte-order mark, or -1 for a file of
+/// whitespace only. A UTF-16/32 file is refused here, by name, before any record is read.
 int firstNonBlankByte(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
+  char head[8] = {};
+  in.read(head, sizeof head);
+  const std::string_view seen(head, static_cast<size_t>(in.gcount()));
+  requireUtf8(seen, path);
+  in.clear();
+  in.seekg(static_cast<std::streamoff>(utf8BomLength(seen)));
   char c;
   while (in.get(c)) {
     if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return static_cast<unsigned char>(c);
@@ -204,16 +212,22 @@ class RecordReader {
       try {
         array_ = json::parse(in);
       } catch (const json::parse_error& e) {
-        LOOM_INPUT_CHECK(false, path.string()
-                                    << ": malformed JSON (byte " << e.byte << "): " << e.what());
+        LOOM_INPUT_CHECK(false, path.string() << ": malformed JSON (byte " << e.byte
+                                              << "): " << printableText(e.what()));
       } catch (const json::exception& e) {  // e.g. out_of_range: a number beyond a double's range
-        LOOM_INPUT_CHECK(false, path.string() << ": malformed JSON: " << e.what());
+        LOOM_INPUT_CHECK(false, path.string() << ": malformed JSON: " << printableText(e.what()));
       }
       LOOM_INPUT_CHECK(array_.is_array(), path.string() << ": expected a JSON array of records");
       array_bytes_ = static_cast<int64_t>(std::filesystem::file_size(path));
     } else {
       in_.open(path, std::ios::binary);
       LOOM_INPUT_CHECK(in_, path.string() << ": cannot open for reading");
+      // Every reader the same way: a UTF-8 byte-order mark is not part of the first record.
+      char head[8] = {};
+      in_.read(head, sizeof head);
+      const std::string_view seen(head, static_cast<size_t>(in_.gcount()));
+      in_.clear();
+      in_.seekg(static_cast<std::streamoff>(utf8BomLength(seen)));
     }
     open_ = true;
   }
@@ -346,10 +360,10 @@ class SampleMaker {
       try {
         parsed = json::parse(raw.text);
       } catch (const json::parse_error& e) {
-        LOOM_INPUT_CHECK(false,
-                         raw.where << ": malformed JSON (column " << e.byte << "): " << e.what());
+        LOOM_INPUT_CHECK(false, raw.where << ": malformed JSON (column " << e.byte
+                                          << "): " << printableText(e.what()));
       } catch (const json::exception& e) {  // e.g. out_of_range: a number beyond a double's range
-        LOOM_INPUT_CHECK(false, raw.where << ": malformed JSON: " << e.what());
+        LOOM_INPUT_CHECK(false, raw.where << ": malformed JSON: " << printableText(e.what()));
       }
     }
     const json& record = raw.parsed ? raw.value : parsed;

@@ -18,6 +18,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/text_encoding.hpp"
 #include "tokenizer_text.hpp"
 
 namespace loom {
@@ -460,13 +461,18 @@ void checkDecoder(const json& node, const std::string& key, const std::string& f
 }
 
 // A token given in tokenizer_config.json: "text", {"content": "text"} or null.
-std::optional<std::string> configToken(const json& config, const char* key) {
-  if (!config.contains(key)) return std::nullopt;
+std::optional<std::string> configToken(const json& config, const char* key,
+                                       const std::string& file) {
+  if (!config.contains(key) || config.at(key).is_null()) return std::nullopt;
   const json& v = config.at(key);
   if (v.is_string()) return v.get<std::string>();
   if (v.is_object() && v.contains("content") && v.at("content").is_string()) {
     return v.at("content").get<std::string>();
   }
+  LOOM_INPUT_CHECK(false, file << ": " << key
+                               << " should be the token's text (a string, or an object with a "
+                                  "string \"content\"), found "
+                               << printableText(v.dump()));
   return std::nullopt;
 }
 
@@ -475,11 +481,13 @@ std::optional<std::string> configToken(const json& config, const char* key) {
 std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
                                              const std::filesystem::path* config_file) {
   const std::string bytes = readFileOrThrow(file, "tokenizer file");
+  requireUtf8(std::string_view(bytes).substr(0, 8), file);  // a UTF-8 BOM is skipped by parse
   json root;
   try {
     root = json::parse(bytes);
   } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double
-    LOOM_INPUT_CHECK(false, file.string() << ": malformed JSON (" << e.what() << ")");
+    LOOM_INPUT_CHECK(false, file.string()
+                                << ": malformed JSON (" << printableText(e.what()) << ")");
   }
   const std::string f = file.string();
   LOOM_INPUT_CHECK(root.is_object(), f << ": expected a JSON object at the top level");
@@ -693,20 +701,27 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
   }
 
   if (config_file && std::filesystem::exists(*config_file)) {
-    const std::string cfg_text = readFileOrThrow(*config_file, "tokenizer config");
+    const std::string cfg_text = readUtf8TextFile(*config_file, "tokenizer config");
     json cfg;
     try {
       cfg = json::parse(cfg_text);
     } catch (const json::exception& e) {
-      LOOM_INPUT_CHECK(false, config_file->string() << ": malformed JSON (" << e.what() << ")");
+      LOOM_INPUT_CHECK(false, config_file->string()
+                                  << ": malformed JSON (" << printableText(e.what()) << ")");
     }
     LOOM_INPUT_CHECK(cfg.is_object(), config_file->string()
                                           << ": expected a JSON object at the top level");
     auto lookup = [&](const char* key) -> std::optional<int32_t> {
-      auto token = configToken(cfg, key);
+      auto token = configToken(cfg, key, config_file->string());
       if (!token) return std::nullopt;
       auto found = impl->token_id.find(*token);
-      if (found == impl->token_id.end()) return std::nullopt;
+      // transformers would add such a token with a new id the model has no embedding for;
+      // Loom refuses it by name (a tokenizer_config.json edited or copied from another model).
+      LOOM_INPUT_CHECK(found != impl->token_id.end(),
+                       config_file->string()
+                           << ": " << key << " '" << printableText(*token)
+                           << "' is not in the vocabulary of " << file.string()
+                           << " (neither a token of its model nor an added token)");
       return found->second;
     };
     impl->eos = lookup("eos_token");

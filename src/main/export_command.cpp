@@ -15,10 +15,13 @@
 // so DIR never holds a half-written export; a non-empty DIR is replaced only with --force.
 #include <unistd.h>
 
+#include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "commands.hpp"
@@ -44,8 +47,38 @@ struct ExportCli {
   bool merge = false;
   bool force = false;
   std::string dtype;
-  uint64_t max_shard_bytes = kDefaultMaxShardBytes;
+  std::string max_shard_size;  // empty: kDefaultMaxShardBytes
 };
+
+/// --max-shard-size: bytes, or a number with KB/MB/GB (powers of 1000, as Hugging Face's
+/// max_shard_size) or KiB/MiB/GiB. A tensor larger than the size gets a shard of its own.
+uint64_t parseShardSize(const std::string& text) {
+  if (text.empty()) return kDefaultMaxShardBytes;
+  const std::string expected =
+      "expected a positive size, e.g. 5GB, 500MB, 2GiB or a number of bytes";
+  size_t used = 0;
+  double number = 0;
+  try {
+    number = std::stod(text, &used);
+  } catch (const std::exception&) {
+    LOOM_INPUT_CHECK(false, "--max-shard-size " << text << ": " << expected);
+  }
+  std::string unit = text.substr(used);
+  for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const std::pair<const char*, double> units[] = {
+      {"", 1},      {"B", 1},        {"KB", 1e3},        {"MB", 1e6},          {"GB", 1e9},
+      {"TB", 1e12}, {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}};
+  for (const auto& [name, scale] : units) {
+    if (unit != name) continue;
+    const double bytes = number * scale;
+    LOOM_INPUT_CHECK(std::isfinite(bytes) && bytes >= 1 && bytes < 1.8e19,
+                     "--max-shard-size " << text << ": " << expected);
+    return static_cast<uint64_t>(bytes);
+  }
+  LOOM_INPUT_CHECK(false, "--max-shard-size " << text << ": unknown unit '" << text.substr(used)
+                                              << "'; " << expected);
+  return 0;
+}
 
 /// `path` made absolute, normalised, without a trailing separator.
 fs::path normalised(const fs::path& path) {
@@ -139,6 +172,7 @@ fs::path fullModelSource(const Config& config) {
 }
 
 int runExport(const ExportCli& o) {
+  const uint64_t max_shard_bytes = parseShardSize(o.max_shard_size);
   Config config = loadConfig(o.config, o.overrides);
   LOOM_INPUT_CHECK(!o.out.empty(), "--out DIR is required");
   const fs::path out = normalised(o.out);
@@ -197,11 +231,11 @@ int runExport(const ExportCli& o) {
     saveAdapter(*setup.model, setup.spec, staged.path(), normalised(config.model.path).string());
     what = "adapter " + source.string();
   } else if (lora) {
-    saveMergedModel(*setup.model, staged.path(), config.model.path, out_dtype, o.max_shard_bytes);
+    saveMergedModel(*setup.model, staged.path(), config.model.path, out_dtype, max_shard_bytes);
     what = "model " + config.model.path + " merged with adapter " + source.string() + " (" +
            dtypeName(out_dtype) + ")";
   } else {
-    saveFullModel(*setup.model, staged.path(), config.model.path, out_dtype, o.max_shard_bytes);
+    saveFullModel(*setup.model, staged.path(), config.model.path, out_dtype, max_shard_bytes);
     what = "model " + config.model.path + " (" + dtypeName(out_dtype) + ")";
   }
   staged.commit();
@@ -232,9 +266,9 @@ Command addExportCommand(CLI::App& parent) {
   app->add_flag("--force", o->force, "replace a non-empty --out folder");
   app->add_option("--dtype", o->dtype,
                   "bf16|fp16|fp32 for full model folders (default: the source checkpoint's)");
-  app->add_option("--max-shard-size", o->max_shard_bytes,
-                  "bytes per safetensors shard of a full model folder")
-      ->capture_default_str();
+  app->add_option("--max-shard-size", o->max_shard_size,
+                  "largest safetensors shard of a full model folder: 5GB, 500MB, 2GiB or bytes "
+                  "(default 5GB)");
   app->footer(
       "What is exported:\n"
       "  finetune.method lora: the adapter finetune.adapter, or the run's final adapter\n"

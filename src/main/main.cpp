@@ -22,6 +22,7 @@
 #include "loom/comm/world.hpp"
 #include "loom/config/config.hpp"
 #include "loom/core/error.hpp"
+#include "loom/core/error_message.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
 #include "loom/train/model_setup.hpp"
@@ -172,7 +173,8 @@ int main(int argc, char** argv) {
         std::cerr << "trainer " << command.app->get_name() << ": " << e.what() << std::endl;
         return loom::kExitBadInput;
       } catch (const std::exception& e) {
-        std::cerr << "trainer " << command.app->get_name() << ": error: " << e.what() << std::endl;
+        std::cerr << "trainer " << command.app->get_name() << ": error: " << loom::messageForUser(e)
+                  << std::endl;
         return loom::kExitFailure;
       }
     }
@@ -193,7 +195,7 @@ int main(int argc, char** argv) {
   try {
     world = std::make_unique<loom::World>(&argc, &argv);
   } catch (const std::exception& e) {
-    std::cerr << "trainer: cannot start MPI: " << e.what() << std::endl;
+    std::cerr << "trainer: cannot start MPI: " << loom::messageForUser(e) << std::endl;
     return loom::kExitFailure;
   }
   loom::setupLogging({world->rank(), world->size(), world->host()}, level);
@@ -207,7 +209,7 @@ int main(int argc, char** argv) {
     if (world->size() > 1) world->abort(loom::kExitBadInput);
     code = loom::kExitBadInput;
   } catch (const std::exception& e) {
-    LOOM_ERROR("rank " << world->rank() << " failed: " << e.what());
+    LOOM_ERROR("rank " << world->rank() << " failed: " << loom::messageForUser(e));
     if (world->size() > 1) world->abort(loom::kExitFailure);
     code = loom::kExitFailure;
   }

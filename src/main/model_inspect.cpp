@@ -12,6 +12,7 @@
 #include "loom/model/hf_io.hpp"
 #include "loom/model/lora.hpp"
 #include "loom/model/memory.hpp"
+#include "loom/model/safetensors.hpp"
 #include "loom/train/model_setup.hpp"
 
 namespace loom::cli {
@@ -88,6 +89,24 @@ int inspectModel(const std::string& dir, const std::string& config_path) {
                    where << ": '" << model_dir.string()
                          << "' has no config.json; expected a Hugging Face model folder");
   const HfConfig hf = loadHfConfig(model_dir);
+  // The weights, when the folder has any, are mapped and their headers checked (not read):
+  // a truncated or damaged file, or GPTQ/AWQ weights, are refused here rather than at the
+  // start of training. A folder with config.json alone is still counted (e.g. before a
+  // download, to see the memory a run needs).
+  bool has_weights = false;
+  for (const auto& entry : fs::directory_iterator(model_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 12 && (name.rfind(".safetensors") == name.size() - 12 ||
+                             name.find(".safetensors.index.json") != std::string::npos)) {
+      has_weights = true;
+    }
+  }
+  std::string weights_note = "none found (counts from config.json only)";
+  if (has_weights) {
+    const SafetensorsCheckpoint weights = SafetensorsCheckpoint::open(model_dir);
+    refuseQuantizedWeights(weights);
+    weights_note = std::to_string(weights.names().size()) + " tensors, headers and sizes checked";
+  }
 
   std::optional<LoraSpec> lora;
   std::ostringstream method;
@@ -109,6 +128,7 @@ int inspectModel(const std::string& dir, const std::string& config_path) {
 
   std::cout << "model: " << model_dir.string()
             << (hf.quantization == "bnb-nf4" ? " (bitsandbytes 4-bit NF4 checkpoint)" : "") << "\n";
+  std::cout << "weights: " << weights_note << "\n";
   std::cout << "method: " << method.str() << "\n";
   if (lora) std::cout << "LoRA targets: " << targetsText(*lora) << "\n";
   if (config && config->finetune.method == FinetuneMethod::kQLora) {

@@ -4,6 +4,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/text_encoding.hpp"
 
 namespace loom {
 namespace detail {
@@ -102,7 +103,7 @@ HfConfig parseHfConfig(const std::string& json_text, const std::string& source) 
   try {
     j = nlohmann::json::parse(json_text);
   } catch (const nlohmann::json::exception& e) {
-    LOOM_INPUT_CHECK(false, source << ": not valid JSON (" << e.what() << ")");
+    LOOM_INPUT_CHECK(false, source << ": not valid JSON (" << printableText(e.what()) << ")");
   }
   LOOM_INPUT_CHECK(j.is_object(), source << ": expected a JSON object");
   LOOM_INPUT_CHECK(j.contains("model_type") && j["model_type"].is_string(),
@@ -208,7 +209,7 @@ HfConfig parseHfConfig(const std::string& json_text, const std::string& source) 
 
 HfConfig loadHfConfig(const std::filesystem::path& path) {
   const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
-  return parseHfConfig(readFileOrThrow(file, "model config"), file.string());
+  return parseHfConfig(readUtf8TextFile(file, "model config"), file.string());
 }
 
 }  // namespace loom

@@ -55,6 +55,26 @@ std::string humanBytes(uint64_t n) {
   return buf;
 }
 
+}  // namespace
+}  // namespace detail
+
+void refuseQuantizedWeights(const SafetensorsCheckpoint& checkpoint) {
+  // GPTQ and AWQ store a linear layer as qweight/qzeros/scales (int32-packed 4-bit) instead
+  // of weight: name the method rather than report each weight as missing.
+  for (const auto& name : checkpoint.names()) {
+    const auto dot = name.rfind('.');
+    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
+    LOOM_INPUT_CHECK(leaf != "qweight" && leaf != "qzeros" && leaf != "g_idx",
+                     "checkpoint " << checkpoint.source().string() << ": tensor '" << name
+                                   << "' is a GPTQ/AWQ-quantized weight, which Loom does not "
+                                      "read; use the 16-bit original model (or a bitsandbytes "
+                                      "4-bit NF4 checkpoint for qlora)");
+  }
+}
+
+namespace detail {
+namespace {
+
 /// InputError naming the checkpoint when `name` (of shape `shape`) is absent.
 void requirePresent(const SafetensorsCheckpoint& checkpoint, const std::string& name,
                     const std::vector<int64_t>& shape) {
@@ -106,6 +126,7 @@ std::string dtypeName(at::ScalarType dtype) {
 void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint) {
   using detail::floatingTensor;
   using detail::requirePresent;
+  refuseQuantizedWeights(checkpoint);
   std::set<std::string> used;
   at::NoGradGuard no_grad;
   const c10::Device device = model.options().device;

@@ -9,6 +9,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/text_encoding.hpp"
 #include "loom/model/decoder.hpp"
 
 namespace loom {
@@ -172,9 +173,9 @@ LoraSpec loadAdapterConfig(const std::filesystem::path& dir) {
   const std::string src = file.string();
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(readFileOrThrow(file, "adapter config"));
+    j = nlohmann::json::parse(readUtf8TextFile(file, "adapter config"));
   } catch (const nlohmann::json::exception& e) {
-    LOOM_INPUT_CHECK(false, src << ": not valid JSON (" << e.what() << ")");
+    LOOM_INPUT_CHECK(false, src << ": not valid JSON (" << printableText(e.what()) << ")");
   }
   LOOM_INPUT_CHECK(j.is_object(), src << ": expected a JSON object");
   LOOM_INPUT_CHECK(j.value("peft_type", "") == "LORA",

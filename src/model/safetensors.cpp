@@ -14,6 +14,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/text_encoding.hpp"
 #include "loom/model/safetensors_header.hpp"
 
 namespace loom {
@@ -159,13 +160,13 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::filesystem::path& p
     return ckpt.files_.size() - 1;
   };
   if (!index.empty() && fs::exists(index)) {
-    const std::string text = readFileOrThrow(index, "safetensors index");
+    const std::string text = readUtf8TextFile(index, "safetensors index");
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      LOOM_INPUT_CHECK(
-          false, "safetensors index " << index.string() << ": not valid JSON (" << e.what() << ")");
+      LOOM_INPUT_CHECK(false, "safetensors index " << index.string() << ": not valid JSON ("
+                                                   << printableText(e.what()) << ")");
     }
     LOOM_INPUT_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
                      "safetensors index " << index.string()

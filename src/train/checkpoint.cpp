@@ -10,14 +10,18 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <type_traits>
+#include <vector>
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/text_encoding.hpp"
 
 namespace loom {
 
@@ -117,6 +121,7 @@ std::string TrainerState::toJson() const {
                       {"loss_scale_good_steps", loss_scale_good_steps},
                       {"config_hash", config_hash},
                       {"world_size", world_size}};
+  if (!resume_settings.empty()) j["resume_settings"] = resume_settings;
   return j.dump(2) + "\n";
 }
 
@@ -125,21 +130,51 @@ TrainerState TrainerState::fromJson(const std::string& text, const std::string& 
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    throw InputError(source + ": not valid JSON: " + e.what());
+    throw InputError(source + ": not valid JSON: " + printableText(e.what()));
   }
+  LOOM_INPUT_CHECK(j.is_object() && j.value("format", "") == "loom-trainer-state",
+                   source << ": not a Loom trainer state (key 'format')");
+  // Each key by name: what it must hold, and whether the value is in range.
+  auto get = [&](const char* key, const char* expected, auto&& valid, auto& out) {
+    using T = std::decay_t<decltype(out)>;
+    bool ok = j.contains(key);
+    if (ok) {
+      try {
+        out = j.at(key).get<T>();
+        ok = valid(out);
+      } catch (const nlohmann::json::exception&) {
+        ok = false;
+      }
+    }
+    LOOM_INPUT_CHECK(ok, source << ": key '" << key << "' should be " << expected << ", found "
+                                << (j.contains(key) ? printableText(j.at(key).dump()) : "none"));
+  };
+  auto any = [](const auto&) { return true; };
   TrainerState s;
-  try {
-    LOOM_INPUT_CHECK(j.value("format", "") == "loom-trainer-state",
-                     source << ": not a Loom trainer state (key 'format')");
-    s.step = j.at("step").get<int64_t>();
-    s.cursor = j.at("cursor").dump();
-    s.weights = j.at("weights").get<std::vector<double>>();
-    s.loss_scale = j.at("loss_scale").get<double>();
-    s.loss_scale_good_steps = j.value("loss_scale_good_steps", int64_t{0});
-    s.config_hash = j.at("config_hash").get<std::string>();
-    s.world_size = j.at("world_size").get<int>();
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(source + ": missing or mistyped key: " + e.what());
+  get(
+      "step", "a non-negative integer", [](int64_t v) { return v >= 0; }, s.step);
+  LOOM_INPUT_CHECK(j.contains("cursor") && j.at("cursor").is_object(),
+                   source << ": key 'cursor' should be the planner's cursor (an object)");
+  s.cursor = j.at("cursor").dump();
+  get(
+      "weights", "a list of positive numbers (the balancer's rank weights)",
+      [](const std::vector<double>& w) {
+        return std::all_of(w.begin(), w.end(), [](double x) { return std::isfinite(x) && x > 0; });
+      },
+      s.weights);
+  get(
+      "loss_scale", "a positive number", [](double v) { return std::isfinite(v) && v > 0; },
+      s.loss_scale);
+  if (j.contains("loss_scale_good_steps")) {
+    get(
+        "loss_scale_good_steps", "a non-negative integer", [](int64_t v) { return v >= 0; },
+        s.loss_scale_good_steps);
+  }
+  get("config_hash", "a string", any, s.config_hash);
+  get(
+      "world_size", "a positive integer", [](int v) { return v > 0; }, s.world_size);
+  if (j.contains("resume_settings")) {
+    get("resume_settings", "an object of strings", any, s.resume_settings);
   }
   return s;
 }

@@ -87,7 +87,12 @@ ModelSetup setupModel(const Config& config, c10::Device device, at::ScalarType d
   options.nf4_base = qlora;
 
   ModelSetup setup;
-  setup.model = loadModel(config.model.path, options);
+  try {
+    setup.model = loadModel(config.model.path, options);
+  } catch (const InputError& e) {
+    // The files' errors name the file; the user also needs the key that led there.
+    throw InputError("model.path (" + config.where("model.path") + "): " + e.what());
+  }
   if (config.finetune.method == FinetuneMethod::kFull) {
     enableFullFinetune(*setup.model);
   } else if (config.finetune.adapter) {

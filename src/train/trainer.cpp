@@ -50,6 +50,7 @@
 #include "loom/train/metrics.hpp"
 #include "loom/train/model_setup.hpp"
 #include "loom/train/optimizer.hpp"
+#include "loom/train/resume_settings.hpp"
 #include "loom/train/run_record.hpp"
 #include "loom/train/schedule.hpp"
 
@@ -65,17 +66,6 @@ extern "C" void onStopSignal(int sig) { g_stop_signal = sig; }
 using Clock = std::chrono::steady_clock;
 double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-/// The settings a checkpoint must agree with to be resumed (not ranks, weights, lr, ...).
-std::string resumeHash(const Config& c) {
-  std::ostringstream s;
-  s << c.model.path << '|' << toString(c.finetune.method) << '|' << c.finetune.lora.r << '|'
-    << c.finetune.lora.alpha << '|' << c.finetune.lora.rslora << '|' << c.data.train << '|'
-    << c.data.seq_len << '|' << c.data.packing << '|' << c.train.global_batch_tokens.value_or(0)
-    << '|' << c.train.global_batch_size.value_or(0) << '|' << c.run.seed;
-  for (const auto& t : c.finetune.lora.targets) s << '|' << t;
-  return identityHash(s.str());
 }
 
 /// Test hooks, "rank:step" each: LOOM_TEST_FAIL_AT makes that rank throw at the start of
@@ -150,6 +140,7 @@ class Trainer {
     setupOptimizer();
     if (resume) resumeFrom(*resume);
     if (stopRequested("opening the data")) return kExitOk;
+    writeRunRecord();
     if (config_.cluster.balance == Balance::kAuto && !weights_restored_) probeBalance();
     return loop();
   }
@@ -204,8 +195,6 @@ class Trainer {
     run_dir_ = config_.run.output_dir;
     job_ = readJobInfo();
     if (world_.isRoot()) {
-      fs::create_directories(run_dir_);
-      writeFileAtomic(run_dir_ / "config.yaml", resolvedConfigText(config_, job_));
       LOOM_INFO("job: " << job_.summary() << "; run directory " << run_dir_.string());
       LOOM_INFO("world: " << world_.size() << " rank(s), backend " << toString(backend_)
                           << ", balance " << toString(config_.cluster.balance));
@@ -215,6 +204,16 @@ class Trainer {
                             << r.weight << ", micro_batch " << r.micro_batch << ", "
                             << toString(r.dtype));
       }
+    }
+  }
+
+  /// Collective, once everything is validated (model, data, agreement, resume point): nothing
+  /// in run.output_dir changes before, so a refused run leaves an existing run as it was.
+  /// Rank 0 writes the resolved config.yaml; every rank checks that it sees it.
+  void writeRunRecord() {
+    if (world_.isRoot()) {
+      fs::create_directories(run_dir_);
+      writeFileAtomic(run_dir_ / "config.yaml", resolvedConfigText(config_, job_));
     }
     std::vector<std::string> hosts;
     for (const auto& r : all_settings_) hosts.push_back(r.host);
@@ -302,7 +301,9 @@ class Trainer {
     pc.seed = static_cast<uint64_t>(config_.run.seed);
     pc.packing = config_.data.packing;
     pc.pad_multiple = 8;
-    planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(*train_data_, pc));
+    planner_ = blameOn("data.train", [&] {
+      return std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(*train_data_, pc));
+    });
     if (planner_->numTruncated() > 0) {
       LOOM_WARN(planner_->numTruncated() << " training samples are longer than data.seq_len ("
                                          << config_.data.seq_len << ") and will be truncated");
@@ -313,21 +314,28 @@ class Trainer {
     prefetcher_ = std::make_unique<Prefetcher>(*train_data_);
     if (config_.data.eval) {
       eval_data_ = openDataset("data.eval", *config_.data.eval, vocab);
-      eval_planner_ = std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(
-          *eval_data_, evalPlannerConfig(config_.data.seq_len, config_.data.packing)));
+      eval_planner_ = blameOn("data.eval", [&] {
+        return std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(
+            *eval_data_, evalPlannerConfig(config_.data.seq_len, config_.data.packing)));
+      });
     }
     LOOM_INFO("data " << config_.data.train << ": " << train_data_->numSamples() << " samples, "
                       << total_steps_ << " steps of " << planner_->stepsInEpoch(0) << " per epoch");
   }
 
-  /// Opens a dataset named by config key `key`; errors also name the key and its line.
-  std::unique_ptr<Hdf5Dataset> openDataset(const std::string& key, const std::string& path,
-                                           int64_t vocab) {
+  /// Runs `make`; its input errors also name config key `key` and its place.
+  template <typename Make>
+  auto blameOn(const std::string& key, Make&& make) const -> decltype(make()) {
     try {
-      return std::make_unique<Hdf5Dataset>(path, vocab);
+      return make();
     } catch (const InputError& e) {
       throw InputError(key + " (" + config_.where(key) + "): " + e.what());
     }
+  }
+
+  std::unique_ptr<Hdf5Dataset> openDataset(const std::string& key, const std::string& path,
+                                           int64_t vocab) {
+    return blameOn(key, [&] { return std::make_unique<Hdf5Dataset>(path, vocab); });
   }
 
   void setupOptimizer() {
@@ -385,11 +393,15 @@ class Trainer {
   void resumeFrom(const fs::path& checkpoint) {
     const std::optional<fs::path> from = checkpoint;
     const TrainerState state = readTrainerState(*from);
-    LOOM_INPUT_CHECK(state.config_hash == resumeHash(config_),
-                     "checkpoint " << from->string()
-                                   << " was written by a run with other model, data, batch or "
-                                      "LoRA settings; use a new run.output_dir or set "
-                                      "checkpoint.resume: never");
+    if (state.config_hash != resumeHash(config_)) {
+      const std::string changed = changedSettings(state.resume_settings, config_);
+      LOOM_INPUT_CHECK(false, "checkpoint "
+                                  << from->string() << " was written by a run with "
+                                  << (changed.empty() ? "other model, data, batch or LoRA settings"
+                                                      : "other settings: " + changed)
+                                  << "; restore them, or use a new run.output_dir or "
+                                     "set checkpoint.resume: never");
+    }
     SafetensorsFile weights((*from / "trainable.safetensors").string());
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < names_.size(); ++i) {
@@ -402,8 +414,12 @@ class Trainer {
     }
     optimizer_->copyMastersToParams();
     optimizer_->load(*from);
-    cursor_ = PlanCursor::fromString(state.cursor);
-    planner_->checkCursor(cursor_);
+    try {
+      cursor_ = PlanCursor::fromString(state.cursor);
+      planner_->checkCursor(cursor_);
+    } catch (const InputError& e) {
+      throw InputError((*from / "trainer_state.json").string() + ": key 'cursor': " + e.what());
+    }
     step_ = state.step;
     resumed_step_ = state.step;
     scaler_.restore(state.loss_scale, state.loss_scale_good_steps);
@@ -787,6 +803,7 @@ class Trainer {
       state.loss_scale = scaler_.scale();
       state.loss_scale_good_steps = scaler_.goodSteps();
       state.config_hash = resumeHash(config_);
+      for (const auto& [key, value] : resumeSettings(config_)) state.resume_settings[key] = value;
       state.world_size = world_.size();
       const fs::path dir = writeCheckpoint(
           run_dir_ / "checkpoints", state, config_.checkpoint.keep, [&](const fs::path& tmp) {

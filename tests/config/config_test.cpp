@@ -96,6 +96,27 @@ TEST(Config, OverridesApplyAndAreValidated) {
   EXPECT_NE(errorOf(kMinimal, {"nokey"}).find("expected key.path=value"), std::string::npos);
 }
 
+// An error in what a --set wrote is blamed on that --set, never on a place in the file: an
+// unknown key the override created, an element of a list it set, a value under a mapping it
+// created.
+TEST(Config, ErrorsInAnOverrideNameTheOverride) {
+  std::string e = errorOf(kMinimal, {"trian.lr=1e-3"});
+  EXPECT_NE(e.find("--set trian.lr=1e-3: trian: unknown key; did you mean 'train'?"),
+            std::string::npos)
+      << e;
+  e = errorOf(kMinimal, {"finetune.lora.targets=[q_proj, [x]]"});
+  EXPECT_NE(e.find("--set finetune.lora.targets=[q_proj, [x]]"), std::string::npos) << e;
+  EXPECT_EQ(e.find("test.yaml:"), std::string::npos) << e;
+  e = errorOf(kMinimal, {"finetune.lora.targets=[q_proj,qq_proj]"});
+  EXPECT_NE(e.find("--set finetune.lora.targets=[q_proj,qq_proj]: finetune.lora.targets[1]: "
+                   "unknown LoRA target 'qq_proj'"),
+            std::string::npos)
+      << e;
+  e = errorOf(kMinimal, {"cluster.rankz.0=1"});
+  EXPECT_NE(e.find("--set cluster.rankz.0=1"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key"), std::string::npos) << e;
+}
+
 TEST(Config, OverrideIntoListByIndex) {
   const std::string yaml = std::string(kMinimal) + "cluster:\n  ranks:\n    - {weight: 1}\n";
   const Config c = parseConfig(yaml, "t.yaml", {"cluster.ranks.0.weight=3"});

@@ -322,6 +322,26 @@ TEST(Hdf5Dataset, TruncatedFile) {
   expectInputError([&] { Hdf5Dataset d(path); }, {path.string(), "truncated"});
 }
 
+// Token files found by the hdf5_index fuzz target that crash libhdf5 1.10 itself (a SEGV in
+// H5HG_read reading a variable-length string attribute; tests/fuzz/libhdf5_faults): the open
+// probes the file in a child process, so each is refused as damaged (an InputError, exit 2)
+// instead of taking the process down.
+TEST(Hdf5Dataset, FilesThatCrashLibhdf5AreRefusedAsDamaged) {
+  const auto faults = testing::sourceDir() / "tests" / "fuzz" / "libhdf5_faults";
+  int seen = 0;
+  for (const auto& entry : fs::directory_iterator(faults)) {
+    if (entry.path().filename().string().rfind("hdf5_index-crash-", 0) != 0) continue;
+    ++seen;
+    TempDir dir;
+    const auto path = dir.path() / "train.h5";
+    fs::copy_file(entry.path(), path);
+    SCOPED_TRACE(entry.path().filename().string());
+    expectInputError([&] { Hdf5Dataset d(path); },
+                     {path.string(), "libhdf5 crashed reading it", "SIGSEGV", "prepare it again"});
+  }
+  EXPECT_EQ(seen, 3) << "the three files of " << faults;
+}
+
 struct Corruption {
   std::string mode;
   std::vector<std::string> message_parts;
@@ -364,23 +384,35 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
-TEST(Hdf5Dataset, TokenOutsideVocabularyNamedOnRead) {
+// Every sample is checked when the file is opened (one pass over the ids), in the probe child
+// and, with the probe switched off (the fuzz target's hook), in-process: a bad id in a sample
+// that a short run would never read is still refused before training.
+TEST(Hdf5Dataset, TokenOutsideVocabularyNamedOnOpen) {
   TempDir dir;
   const auto path = writeWithH5py(dir, "tok", makeSamples(12), "bad-token");
-  Hdf5Dataset dataset(path);  // ids are checked lazily, as samples are read
-  EXPECT_NO_THROW(dataset.readSample(1));
-  expectInputError(
-      [&] { dataset.readSample(2); },
-      {path.string(), "sample 2 position 1", "token id 500", "outside the vocabulary [0, 500)"});
-  expectInputError([&] { dataset.readSamples({0, 1, 2}); }, {path.string(), "sample 2"});
+  const std::vector<std::string> parts = {path.string(), "sample 2 position 1", "token id 500",
+                                          "outside the vocabulary [0, 500)"};
+  expectInputError([&] { Hdf5Dataset d(path); }, parts);
+  setenv("LOOM_TEST_HDF5_IN_PROCESS", "1", 1);
+  expectInputError([&] { Hdf5Dataset d(path); }, parts);
+  unsetenv("LOOM_TEST_HDF5_IN_PROCESS");
 }
 
-TEST(Hdf5Dataset, LossCountDisagreeingWithMaskNamedOnRead) {
+TEST(Hdf5Dataset, LossCountDisagreeingWithMaskNamedOnOpen) {
   TempDir dir;
   const auto path = writeWithH5py(dir, "loss", makeSamples(12), "loss-count");
-  Hdf5Dataset dataset(path);
-  expectInputError([&] { dataset.readSample(1); },
-                   {path.string(), "sample 1", "/loss_tokens says"});
+  expectInputError([&] { Hdf5Dataset d(path); }, {path.string(), "sample 1", "/loss_tokens says"});
+}
+
+// Samples are checked in blocks of whole samples; a file whose samples straddle many blocks
+// opens, and the last sample's bad id is found.
+TEST(Hdf5Dataset, OpenChecksEverySampleAcrossBlocks) {
+  TempDir dir;
+  std::vector<TestSample> samples = makeSamples(3);
+  samples[1].tokens.assign(size_t{5} << 20, 7);  // longer than one block of 4 Mi tokens
+  samples[1].mask.assign(samples[1].tokens.size(), 0);
+  const auto good = writeWithLoom(dir.path() / "good.h5", samples);
+  EXPECT_NO_THROW(Hdf5Dataset{good});
 }
 
 TEST(Hdf5Dataset, VocabularyLargerThanModelRefused) {
@@ -447,8 +479,17 @@ TEST(Prefetcher, ReadsInSubmissionOrder) {
 
 TEST(Prefetcher, ReadErrorRethrownByNext) {
   TempDir dir;
-  const auto path = writeWithH5py(dir, "bad", makeSamples(12), "bad-token");
+  // Opening checks every sample, so the bad id comes after the open: the file is overwritten
+  // in place (same inode, same layout: only one token differs) while the dataset holds it.
+  const auto path = writeWithH5py(dir, "good", makeSamples(12));
+  const auto bad = writeWithH5py(dir, "bad", makeSamples(12), "bad-token");
+  ASSERT_EQ(fs::file_size(path), fs::file_size(bad));
   Hdf5Dataset dataset(path);
+  {
+    std::ifstream from(bad, std::ios::binary);
+    std::fstream to(path, std::ios::binary | std::ios::in | std::ios::out);
+    to << from.rdbuf();
+  }
   Prefetcher prefetcher(dataset);
   prefetcher.submit({0, 1});
   prefetcher.submit({2});

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "loom/core/error.hpp"
@@ -525,6 +526,67 @@ TEST_F(Prepare, NumberBeyondDoubleRangeIsMalformedJson) {
     EXPECT_NE(err.find(where), std::string::npos) << err;
     EXPECT_NE(err.find("number overflow"), std::string::npos) << err;
   }
+}
+
+// A UTF-8 byte-order mark (Notepad writes one) is skipped by every input kind: the tokens are
+// those of the same file without it.
+TEST_F(Prepare, Utf8ByteOrderMarkIsSkippedInEveryFormat) {
+  const std::string bom = "\xEF\xBB\xBF";
+  const std::string docs = "first document\nsecond one\n";
+  const std::string lines = jsonl(alpacaRecords(3));
+  const std::string array = "[" + alpacaRecords(1)[0].dump() + "]";
+  const struct {
+    PrepareFormat format;
+    std::string name;
+    std::string text;
+  } cases[] = {{PrepareFormat::kText, "d.txt", docs},
+               {PrepareFormat::kAlpaca, "a.jsonl", lines},
+               {PrepareFormat::kAlpaca, "a.json", array}};
+  for (const auto& c : cases) {
+    auto plain = options(c.format, {tmp_.write(c.name, c.text)});
+    plain.output = tmp_.path() / "plain.h5";
+    runPrepare(plain);
+    auto marked = options(c.format, {tmp_.write("bom-" + c.name, bom + c.text)});
+    marked.output = tmp_.path() / "marked.h5";
+    runPrepare(marked);
+    const Contents want = readAll(plain.output);
+    const Contents got = readAll(marked.output);
+    EXPECT_EQ(got.tokens, want.tokens) << c.name;
+    EXPECT_EQ(got.masks, want.masks) << c.name;
+  }
+}
+
+// UTF-16 (with or without its mark) is refused by name before any record, with no raw
+// bytes echoed.
+TEST_F(Prepare, Utf16InputIsRefusedByName) {
+  const std::string ascii = "{\"instruction\": \"a\", \"output\": \"b\"}\n";
+  std::string le = "\xFF\xFE";
+  std::string be_no_mark;
+  for (char ch : ascii) {
+    le += ch;
+    le += '\0';
+    be_no_mark += '\0';
+    be_no_mark += ch;
+  }
+  for (const auto& [name, bytes, encoding] :
+       {std::tuple{"le.jsonl", le, "UTF-16 (little-endian)"},
+        std::tuple{"be.jsonl", be_no_mark, "UTF-16 (big-endian)"}}) {
+    const auto in = tmp_.write(name, bytes);
+    const std::string err = inputErrorOf(options(PrepareFormat::kAlpaca, {in}));
+    EXPECT_NE(err.find(in.string() + ": the file is encoded as " + encoding), std::string::npos)
+        << err;
+    EXPECT_NE(err.find("iconv"), std::string::npos) << err;
+    EXPECT_EQ(err.find('\xFF'), std::string::npos) << "a raw byte was echoed: " << err;
+  }
+}
+
+// A byte that is not UTF-8 in a JSON line is shown escaped, never raw on the terminal.
+TEST_F(Prepare, MalformedJsonMessageShowsBytesEscaped) {
+  const auto in = tmp_.write("x.jsonl", jsonl(alpacaRecords(1)) + "\xFF{}\n");
+  const std::string err = inputErrorOf(options(PrepareFormat::kAlpaca, {in}));
+  EXPECT_NE(err.find("x.jsonl:2: malformed JSON"), std::string::npos) << err;
+  EXPECT_EQ(err.find('\xFF'), std::string::npos) << "a raw byte was echoed: " << err;
+  EXPECT_NE(err.find("\\xFF"), std::string::npos) << err;
 }
 
 TEST_F(Prepare, FirstBadRecordInInputOrderIsReportedWhateverTheThreads) {

@@ -260,6 +260,31 @@ TEST(Tokenizer, ReadsSpecialIdsFromConfig) {
   EXPECT_FALSE(tok.bosId().has_value());
 }
 
+TEST(Tokenizer, SpecialTokenOutsideTheVocabularyIsRefusedByName) {
+  TempDir dir;
+  dir.write("tokenizer.json", smallTokenizer().dump());
+  const auto config = dir.write("tokenizer_config.json", R"({"eos_token": "<|im_stop|>"})");
+  try {
+    Tokenizer::fromDir(dir.path());
+    FAIL() << "an eos_token that is not in the vocabulary was accepted";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(config.string()), std::string::npos) << what;
+    EXPECT_NE(what.find("eos_token '<|im_stop|>' is not in the vocabulary"), std::string::npos)
+        << what;
+  }
+  dir.write("tokenizer_config.json", R"({"eos_token": 5})");
+  try {
+    Tokenizer::fromDir(dir.path());
+    FAIL() << "an eos_token that is a number was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(": eos_token should be the token's text"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("found 5"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Tokenizer, Utf8Helpers) {
   EXPECT_TRUE(isValidUtf8("h\xC3\xA9llo \xF0\x9F\x98\x80"));
   size_t at = 0;

@@ -214,6 +214,21 @@ TEST(ExportCommand, NoAdapterToExportNamesBothPlaces) {
   EXPECT_TRUE(fs::exists(dir.path() / "config.json"));
 }
 
+// --max-shard-size takes Hugging Face's spelling (5GB, 500MB) or bytes; zero, negative and
+// unknown units are refused naming the flag, before the config is read or anything written.
+TEST(ExportCommand, ShardSizeIsCheckedBeforeAnythingElse) {
+  TempDir dir("loom-cmd");
+  const auto out = dir.path() / "out";
+  const auto config = dir.write("run.yaml", "trian: {lr: 1}\n");  // never read: refused first
+  for (const std::string bad : {"0", "-5", "5XB", "GB", "1e400"}) {
+    const auto r = trainer(
+        {"export", "--config", config.string(), "--out", out.string(), "--max-shard-size", bad});
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+    expectContains(r.output, {"--max-shard-size " + bad});
+    EXPECT_FALSE(fs::exists(out)) << bad;
+  }
+}
+
 TEST(InspectModel, CountsFollowTheConfiguredMethod) {
   TempDir dir("loom-cmd");
   dir.write("config.json", kTinyConfigJson);
@@ -252,6 +267,50 @@ TEST(InspectModel, PrintsTheMemoryOfEachKindOfRank) {
   expectContains(r.output, {"memory per rank", "defaults: fp32, micro_batch 1: base ", "(nf4)",
                             "cluster.ranks[0] (gpu ~ 1050): fp32, micro_batch 1", "(64 tokens)",
                             "checkpointed", "CUDA context"});
+}
+
+/// A safetensors file of F32 tensors of zeros, written byte by byte (no libtorch here).
+void writeZeroSafetensors(
+    const fs::path& path,
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  for (const auto& [name, shape] : tensors) {
+    uint64_t bytes = 4;
+    for (int64_t d : shape) bytes *= static_cast<uint64_t>(d);
+    header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  const std::string text = header.dump();
+  const uint64_t length = text.size();
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&length), 8);  // little-endian on every test machine
+  out << text << std::string(offset, '\0');
+}
+
+TEST(InspectModel, ChecksTheWeightsWhenTheFolderHasThem) {
+  TempDir dir("loom-cmd");
+  dir.write("config.json", kTinyConfigJson);
+  const auto weights = dir.path() / "model.safetensors";
+  writeZeroSafetensors(weights,
+                       {{"model.embed_tokens.weight", {256, 64}}, {"model.norm.weight", {64}}});
+  auto r = trainer({"inspect", "--model", dir.path().string()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  expectContains(r.output, {"weights: 2 tensors, headers and sizes checked"});
+
+  // Truncated (a download cut short): refused, naming the file, before any count is printed.
+  fs::resize_file(weights, fs::file_size(weights) - 100);
+  r = trainer({"inspect", "--model", dir.path().string()});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  expectContains(r.output, {weights.string()});
+  EXPECT_EQ(r.output.find("architecture:"), std::string::npos) << r.output;
+
+  // GPTQ/AWQ weights are named as such, not reported as a missing weight.
+  writeZeroSafetensors(weights, {{"model.layers.0.self_attn.q_proj.qweight", {8, 96}},
+                                 {"model.layers.0.self_attn.q_proj.scales", {1, 96}}});
+  r = trainer({"inspect", "--model", dir.path().string()});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  expectContains(r.output, {weights.parent_path().string(), "q_proj.qweight", "GPTQ/AWQ"});
 }
 
 #else  // LOOM_REFERENCE_TESTS

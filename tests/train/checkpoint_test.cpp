@@ -10,7 +10,11 @@
 
 #include <fstream>
 #include <sstream>
+#include <string>
 
+#include "loom/config/config.hpp"
+#include "loom/train/agreement.hpp"
+#include "loom/train/resume_settings.hpp"
 #include "support/test_support.hpp"
 
 namespace loom {
@@ -92,6 +96,45 @@ TEST(Checkpoint, AnOldFolderMovedAsideIsStillTheCheckpointWhileItsNameIsFree) {
   writeWith(dir, 4, "four again");
   EXPECT_EQ(readAll(*newestCheckpoint(dir) / "payload.txt"), "four again");
   EXPECT_FALSE(fs::exists(dir / ".step-4.replaced"));
+}
+
+// Checkpoints written before the settings were recorded by key hold only the hash: it must
+// not change, or every old checkpoint would be refused. The legacy formula, as it was.
+TEST(ResumeSettings, HashIsTheOneOldCheckpointsHold) {
+  const Config c = parseConfig(
+      "model: {path: /m}\ndata: {train: /d.h5, seq_len: 64}\ntrain: {global_batch_tokens: 320, "
+      "max_steps: 3}\nfinetune: {lora: {r: 4, alpha: 8, targets: [q_proj, v_proj]}}\n",
+      "t.yaml");
+  std::ostringstream legacy;
+  legacy << c.model.path << '|' << toString(c.finetune.method) << '|' << c.finetune.lora.r << '|'
+         << c.finetune.lora.alpha << '|' << c.finetune.lora.rslora << '|' << c.data.train << '|'
+         << c.data.seq_len << '|' << c.data.packing << '|'
+         << c.train.global_batch_tokens.value_or(0) << '|' << c.train.global_batch_size.value_or(0)
+         << '|' << c.run.seed;
+  for (const auto& t : c.finetune.lora.targets) legacy << '|' << t;
+  EXPECT_EQ(resumeHash(c), identityHash(legacy.str()));
+}
+
+TEST(ResumeSettings, ChangedSettingsAreNamedWithBothValues) {
+  const std::string base =
+      "model: {path: /m}\ndata: {train: /d.h5, seq_len: 64}\ntrain: {global_batch_tokens: 320, "
+      "max_steps: 3}\n";
+  const Config a = parseConfig(base + "finetune: {lora: {r: 4}}\n", "a.yaml");
+  const Config b = parseConfig(base + "finetune: {lora: {r: 8}}\n", "b.yaml", {"data.seq_len=128"});
+  std::map<std::string, std::string> saved;
+  for (const auto& [key, value] : resumeSettings(a)) saved[key] = value;
+  EXPECT_EQ(changedSettings(saved, b), "finetune.lora.r 4 -> 8, data.seq_len 64 -> 128");
+  EXPECT_EQ(changedSettings(saved, a), "");
+  EXPECT_EQ(changedSettings({}, b), "") << "an old checkpoint records no settings";
+  EXPECT_NE(resumeHash(a), resumeHash(b));
+
+  // They travel in trainer_state.json.
+  TrainerState state;
+  state.cursor = "{}";
+  state.config_hash = resumeHash(a);
+  state.resume_settings = saved;
+  const TrainerState back = TrainerState::fromJson(state.toJson(), "trainer_state.json");
+  EXPECT_EQ(back.resume_settings, saved);
 }
 
 }  // namespace

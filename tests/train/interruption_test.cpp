@@ -164,6 +164,9 @@ TEST(Interruption, ASignalDuringSetUpExitsCleanlyWithoutACheckpoint) {
   EXPECT_FALSE(fs::exists(runDir(s.name) / "checkpoints"));
   EXPECT_FALSE(fs::exists(runDir(s.name) / "adapter"));
   EXPECT_FALSE(fs::exists(runDir(s.name) / "metrics.jsonl"));
+  // Nothing is written into the run folder before set-up has passed (not even config.yaml).
+  EXPECT_FALSE(fs::exists(runDir(s.name) / "config.yaml"));
+  if (!fs::exists(runDir(s.name))) return;
   for (const auto& e : fs::directory_iterator(runDir(s.name))) {
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos)
         << "half-written: " << e.path();

@@ -159,6 +159,23 @@ void expectExactResumeAfterSigkill(const std::string& method) {
 TEST(Training, ExactResumeAfterSigkill) { expectExactResumeAfterSigkill("lora"); }
 TEST(Training, ExactResumeAfterSigkillQlora) { expectExactResumeAfterSigkill("qlora"); }
 
+// A resume refused because a setting changed names the setting, and leaves the run folder as
+// it was (config.yaml is written only once every check has passed).
+TEST(Training, RefusedResumeNamesTheChangedSettingAndChangesNothing) {
+  RunSpec s{"changed", {1}, {2}, "lora", 2, 2};
+  ASSERT_EQ(launch(s).exit_code, 0);
+  const fs::path record = runDir(s.name) / "config.yaml";
+  const std::string before = testing::readFile(record);
+  ASSERT_NE(before.find("r: 4"), std::string::npos) << before;
+  const auto r = runProcess({testing::requireEnv("LOOM_MPIEXEC"), "-np", "1",
+                             testing::trainerPath(), "--config", writeConfig(s).string(), "--set",
+                             "finetune.lora.r=8", "--set", "train.max_steps=4"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("other settings: finetune.lora.r 4 -> 8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(lastCheckpoint(s.name, 2).string()), std::string::npos) << r.output;
+  EXPECT_EQ(testing::readFile(record), before) << "a refused run rewrote config.yaml";
+}
+
 TEST(Training, ResumeOnADifferentNumberOfRanks) {
   RunSpec straight{"straight3", {1, 1}, {2, 2}, "lora", 8, 4};
   ASSERT_EQ(launch(straight).exit_code, 0);

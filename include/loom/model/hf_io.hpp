@@ -29,6 +29,10 @@ std::string dtypeName(at::ScalarType dtype);
 /// ignores) an `lm_head.weight`; rotary `inv_freq` buffers of old checkpoints are ignored.
 void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint);
 
+/// InputError naming the checkpoint and the tensor when it holds GPTQ/AWQ-quantized weights
+/// (qweight, qzeros, g_idx), which Loom cannot read.
+void refuseQuantizedWeights(const SafetensorsCheckpoint& checkpoint);
+
 /// Reads `dir/config.json` and the safetensors weights of `dir` into a new model.
 std::shared_ptr<CausalLm> loadModel(const std::filesystem::path& dir,
                                     const DecoderOptions& options);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,9 @@ struct TrainerState {
   double loss_scale = 1.0;
   int64_t loss_scale_good_steps = 0;  ///< fp16: good steps since the scale last changed
   std::string config_hash;            ///< of the settings that must not change across a resume
+  /// Those settings by name ("finetune.lora.r" -> "8"), so that a refused resume can say
+  /// which changed; empty in checkpoints written before they were recorded.
+  std::map<std::string, std::string> resume_settings;
   int world_size = 1;
 
   std::string toJson() const;
