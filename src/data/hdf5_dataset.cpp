@@ -700,8 +700,14 @@ void Hdf5Dataset::Impl::validateSample(int64_t sample, const int32_t* tok,
 
 namespace {
 
-/// How long a damaged file may keep libhdf5 busy in the probe before it is called damaged.
-constexpr std::chrono::seconds kProbeTimeout{600};
+/// How long a damaged file may keep libhdf5 busy in the probe (seen: loops in its global-heap
+/// parsing) before it is called damaged: two minutes, plus the time to read the whole file at
+/// a slow 50 MB/s (the probe reads every token once).
+std::chrono::seconds probeTimeout(const std::string& name) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(name, ec);
+  return std::chrono::seconds(120 + (ec ? 0 : static_cast<int64_t>(size / 50'000'000)));
+}
 
 /// Opens the file first in a forked child (core/isolated_call). libhdf5 1.10 trusts the
 /// addresses and indices inside a file: some damaged token files crash it (a SEGV in H5HG_read
@@ -718,6 +724,7 @@ constexpr std::chrono::seconds kProbeTimeout{600};
 bool openInChildFirst(const std::string& name, const std::function<void()>& open) {
   const char* in_process = std::getenv("LOOM_TEST_HDF5_IN_PROCESS");
   if (in_process != nullptr && std::string(in_process) == "1") return false;
+  const std::chrono::seconds timeout = probeTimeout(name);
   const IsolatedOutcome outcome = runIsolated(
       [&] {
         // The child has only this thread, which holds the HDF5 mutex in the parent (the
@@ -726,7 +733,7 @@ bool openInChildFirst(const std::string& name, const std::function<void()>& open
         new (&hdf5Mutex()) std::recursive_mutex();
         open();
       },
-      kProbeTimeout);
+      timeout);
   switch (outcome.kind) {
     case IsolatedOutcome::Kind::kOk:
       return true;
@@ -736,7 +743,7 @@ bool openInChildFirst(const std::string& name, const std::function<void()>& open
       throw Error(outcome.message);
     case IsolatedOutcome::Kind::kTimedOut:
       throw InputError("data file " + name + ": libhdf5 did not finish opening it within " +
-                       std::to_string(kProbeTimeout.count()) +
+                       std::to_string(timeout.count()) +
                        " s; the file is damaged (not a complete token file written by "
                        "`trainer prepare`): prepare it again");
     case IsolatedOutcome::Kind::kCrashed:
