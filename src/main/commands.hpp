@@ -30,4 +30,6 @@ Command addEvalCommand(CLI::App& parent);
 /// model (Hugging Face folder), staged and renamed (src/main/export_command.cpp).
 Command addExportCommand(CLI::App& parent);
 
+Command addGenerateCommand(CLI::App& parent);
+
 }  // namespace loom::cli

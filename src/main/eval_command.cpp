@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "device_flags.hpp"
 #include "loom/config/config.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/log.hpp"
@@ -36,36 +37,6 @@ struct EvalCli {
   int64_t batch_size = 4;
 };
 
-/// --device: auto (cuda:0 when a GPU is visible, else cpu), cpu, cuda or cuda:N.
-c10::Device parseDevice(const std::string& text) {
-  if (text == "auto") {
-    return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  }
-  if (text == "cpu") return c10::Device(c10::kCPU);
-  int index = 0;
-  if (text != "cuda") {
-    const bool well_formed = text.rfind("cuda:", 0) == 0 && text.size() > 5 &&
-                             text.find_first_not_of("0123456789", 5) == std::string::npos &&
-                             text.size() < 10;
-    LOOM_INPUT_CHECK(well_formed,
-                     "--device: got '" << text << "', expected auto, cpu, cuda or cuda:N");
-    index = std::stoi(text.substr(5));
-  }
-  const int count = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
-  LOOM_INPUT_CHECK(index < count,
-                   "--device " << text << ": this process sees " << count << " CUDA device(s)");
-  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
-}
-
-at::ScalarType parseDtypeFlag(const std::string& text, const Config& config) {
-  if (text.empty()) return scalarType(config.model.dtype);
-  if (text == "bf16") return at::kBFloat16;
-  if (text == "fp16") return at::kHalf;
-  if (text == "fp32") return at::kFloat;
-  LOOM_INPUT_CHECK(false, "--dtype: got '" << text << "', expected bf16, fp16 or fp32");
-  return at::kFloat;
-}
-
 /// Rewrites an InputError from reading data.eval so that it names the key and its line.
 [[noreturn]] void rethrowForEvalData(const Config& config, const InputError& e) {
   throw InputError("data.eval (" + config.where("data.eval") + "): " + e.what());
@@ -78,8 +49,8 @@ int runEval(const EvalCli& o) {
                                               << ": `trainer eval` evaluates the data.eval file "
                                                  "(set it there or pass --set data.eval=FILE.h5)");
   LOOM_INPUT_CHECK(o.batch_size > 0, "--batch-size must be > 0, got " << o.batch_size);
-  const c10::Device device = parseDevice(o.device);
-  const at::ScalarType dtype = parseDtypeFlag(o.dtype, config);
+  const c10::Device device = parseDeviceFlag(o.device);
+  const at::ScalarType dtype = parseDtypeFlag(o.dtype, scalarType(config.model.dtype));
   // Every path is checked before the weights are read.
   checkModelFolder(config);
   checkAdapterFolder(config);

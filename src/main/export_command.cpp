@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "device_flags.hpp"
 #include "loom/config/config.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
@@ -142,14 +143,6 @@ class StagedFolder {
   bool committed_ = false;
 };
 
-at::ScalarType parseDtypeFlag(const std::string& text) {
-  if (text == "bf16") return at::kBFloat16;
-  if (text == "fp16") return at::kHalf;
-  if (text == "fp32") return at::kFloat;
-  LOOM_INPUT_CHECK(false, "--dtype: got '" << text << "', expected bf16, fp16 or fp32");
-  return at::kFloat;
-}
-
 /// The folder of the adapter to export (see the top of this file).
 fs::path adapterSource(const Config& config) {
   if (config.finetune.adapter) return *config.finetune.adapter;
@@ -208,7 +201,8 @@ int runExport(const ExportCli& o) {
   const HfConfig hf = loadHfConfig(config.model.path);
   const at::ScalarType source_dtype =
       parseDtypeName(hf.torch_dtype, config.model.path + "/config.json");
-  const at::ScalarType out_dtype = o.dtype.empty() ? source_dtype : parseDtypeFlag(o.dtype);
+  const at::ScalarType out_dtype =
+      o.dtype.empty() ? source_dtype : parseDtypeFlag(o.dtype, source_dtype);
 
   // QLoRA adapters are merged (and written) as LoRA over model.path's own weights: the 16-bit
   // original, or a 4-bit folder's dequantized values. That is what QLoRA users ship.

@@ -152,7 +152,8 @@ int main(int argc, char** argv) {
   // Subcommands run without MPI; the bare `trainer --config` form is the training job.
   std::vector<loom::cli::Command> commands = {
       loom::cli::addPrepareCommand(app), loom::cli::addInspectCommand(app),
-      loom::cli::addEvalCommand(app), loom::cli::addExportCommand(app)};
+      loom::cli::addEvalCommand(app), loom::cli::addExportCommand(app),
+      loom::cli::addGenerateCommand(app)};
   app.require_subcommand(0, 1);
 
   try {

@@ -69,8 +69,9 @@ class Attention : public torch::nn::Module {
     }
   }
 
+  /// With `cache`: k and v are appended to layer `index`'s entries and q attends to all.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const AttentionInputs& attention) {
+                     const AttentionInputs& attention, KvCache* cache = nullptr, size_t index = 0) {
     // x [B, T, hidden]; cos/sin [B, T, D]
     const int64_t b = x.size(0), t = x.size(1);
     // One read of x for the three projections' LoRA A factors.
@@ -85,6 +86,18 @@ class Attention : public torch::nn::Module {
     const auto c = cos.unsqueeze(2), s = sin.unsqueeze(2);  // [B, T, 1, D]
     q = q * c + rotateHalf(q) * s;
     k = k * c + rotateHalf(k) * s;
+    if (cache) {
+      if (cache->keys.size() <= index) {
+        cache->keys.resize(index + 1);
+        cache->values.resize(index + 1);
+      }
+      if (cache->keys[index].defined()) {
+        k = at::cat({cache->keys[index], k}, 1);
+        v = at::cat({cache->values[index], v}, 1);
+      }
+      cache->keys[index] = k;
+      cache->values[index] = v;
+    }
     auto out = attend(attention, q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
     return o_proj->forward(out.reshape({b, t, heads_ * head_dim_}));  // [B, T, Hq * D]
   }
@@ -129,8 +142,8 @@ class DecoderLayer : public torch::nn::Module {
     mlp = register_module("mlp", std::make_shared<Mlp>(c, options, nf4));
   }
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const AttentionInputs& attention) {
-    auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, attention);
+                     const AttentionInputs& attention, KvCache* cache = nullptr, size_t index = 0) {
+    auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, attention, cache, index);
     return h + mlp->forward(post_attention_layernorm->forward(h));
   }
   std::shared_ptr<RmsNorm> input_layernorm, post_attention_layernorm;
@@ -413,8 +426,9 @@ at::Tensor CausalLm::hidden(const DecoderInput& input) {
   }
   // Made once, shared by every layer: the mask, or the varlen kernels' document lengths.
   const AttentionInputs attention =
-      prepareAttention(options_.attention, input.documents, input.cu_seqlens, input.max_seqlen,
-                       input.one_document_per_row, device);
+      input.cache ? extendCache(*input.cache, input, b, t)
+                  : prepareAttention(options_.attention, input.documents, input.cu_seqlens,
+                                     input.max_seqlen, input.one_document_per_row, device);
 
   auto x = at::embedding(body_->embed_tokens->weight, tokens.to(device));  // [B, T, hidden]
   // Like transformers' rotary embedding: fp32 angles, tables cast to the activation dtype.
@@ -430,11 +444,38 @@ at::Tensor CausalLm::hidden(const DecoderInput& input) {
     // would silently get no gradient.
     x = x.detach().requires_grad_(true);
   }
-  for (auto& layer : body_->layers) {
+  for (size_t i = 0; i < body_->layers.size(); ++i) {
+    auto& layer = body_->layers[i];
     x = checkpoint ? detail::CheckpointedLayer::apply(x, cos, sin, &attention, layer.get())
-                   : layer->forward(x, cos, sin, attention);
+                   : layer->forward(x, cos, sin, attention, input.cache, i);
   }
   return body_->norm->forward(x);
+}
+
+AttentionInputs CausalLm::extendCache(KvCache& cache, const DecoderInput& input, int64_t b,
+                                      int64_t t) const {
+  LOOM_CHECK(!input.documents.defined(), "a KV cache decodes rows of one sequence each");
+  const auto device = options_.device;
+  const auto flags = at::TensorOptions().dtype(at::kBool).device(device);
+  const at::Tensor real =
+      input.real.defined() ? input.real.to(device, at::kBool) : at::ones({b, t}, flags);
+  LOOM_CHECK(real.sizes() == at::IntArrayRef({b, t}),
+             "real " << real.sizes() << " must be [B, T] = [" << b << ", " << t << "]");
+  const int64_t past = cache.length();
+  cache.real = past == 0 ? real : at::cat({cache.real, real}, 1);  // [B, S]
+  const int64_t s = past + t;
+  // Query i (at absolute place past + i) sees key j <= past + i that is a token.
+  const auto queries = at::arange(past, s, at::TensorOptions().dtype(at::kLong).device(device));
+  const auto keys = at::arange(s, at::TensorOptions().dtype(at::kLong).device(device));
+  at::Tensor mask = (keys.unsqueeze(0) <= queries.unsqueeze(1)).unsqueeze(0) &
+                    cache.real.unsqueeze(1);  // [B, T, S]
+  // A padding query sees nothing; as transformers does (_unmask_unattended), it sees every key
+  // instead, so that its (unused) output stays finite and cannot poison later layers.
+  mask = mask | mask.any(-1, /*keepdim=*/true).logical_not();
+  AttentionInputs in;
+  in.backend = AttentionBackend::kMask;
+  in.mask = mask.unsqueeze(1);  // [B, 1, T, S]
+  return in;
 }
 
 std::vector<std::pair<std::string, Projection*>> CausalLm::projections() {

@@ -114,7 +114,7 @@ class RunCases:
                           "--print-config"], ["0.0003"], exit=0)
         c("control_dry_run", ["{trainer}", "--config", "run.yaml", "--dry-run"], ["world:"],
           exit=0)
-        for sub in ("prepare", "inspect", "eval", "export"):
+        for sub in ("prepare", "inspect", "eval", "export", "generate"):
             c(f"control_{sub}_help", ["{trainer}", sub, "--help"], [sub], exit=0)
         c("unknown_flag", ["{trainer}", "--config", "run.yaml", "--no-such-flag"],
           ["--no-such-flag"])
@@ -223,6 +223,44 @@ class RunCases:
                       words=["--out", "adapter"], files={"run.yaml": self.yaml(adapter="adapter")},
                       unchanged=["adapter"], note="--force must not replace what is read")
         self.copy(self.adapter, os.path.join(d, "adapter"))
+        # trainer generate: its flags, its prompts file, and a control that answers.
+        gen = ["{trainer}", "generate", "--model", "{base}/tiny/model", "--max-new-tokens", "4",
+               "--device", "cpu"]
+        self.case("cli.control_generate", g, gen + ["--prompts", "p.jsonl", "--output", "a.jsonl"],
+                  exit=0, files={"p.jsonl": '{"prompt": "hi"}\n{"instruction": "Say yes."}\n'},
+                  post=[{"exists": "a.jsonl"}])
+        for flag, value in (("--top-p", "0"), ("--top-p", "1.5"), ("--temperature", "-1"),
+                            ("--max-new-tokens", "0"), ("--repetition-penalty", "0"),
+                            ("--top-k", "-2"), ("--batch-size", "0"), ("--dtype", "fp8"),
+                            ("--device", "gpu"), ("--chat-template", "mistral")):
+            base = list(gen)
+            if flag in base:  # given once: the bad value replaces the control's
+                base[base.index(flag) + 1] = value
+                argv = base + ["--prompt", "hi"]
+            else:
+                argv = base + ["--prompt", "hi", flag, value]
+            c(f"generate_{flag.strip('-').replace('-', '_')}_{value.replace('.', '_').replace('-', 'm')}",
+              argv, [flag, value], files=False)
+        c("generate_no_prompt", gen, ["--prompt"], files=False)
+        c("generate_no_model", ["{trainer}", "generate", "--prompt", "hi"], ["--model", "--config"],
+          files=False)
+        c("generate_model_missing", ["{trainer}", "generate", "--model", "no_such_model",
+                                     "--prompt", "hi"], ["--model", "no_such_model"], files=False)
+        c("generate_adapter_missing", gen + ["--adapter", "no_such_adapter", "--prompt", "hi"],
+          ["--adapter", "no_such_adapter"], files=False)
+        c("generate_stop_empty", gen + ["--prompt", "hi", "--stop", ""], ["--stop"], files=False)
+        for cid, content, words in (
+                ("generate_prompts_bad_json", '{"prompt": "a"}\n{"prompt": \n',
+                 ["p.jsonl:2", "malformed JSON"]),
+                ("generate_prompts_no_field", '{"question": "a"}\n', ["p.jsonl:1", "prompt"]),
+                ("generate_prompts_not_string", '{"prompt": 5}\n', ["p.jsonl:1", "prompt"]),
+                ("generate_prompts_bad_role", '{"messages": [{"role": "robot", "content": "x"}]}\n',
+                 ["p.jsonl:1", "robot"]),
+                ("generate_prompts_empty", "\n\n", ["p.jsonl", "no prompts"]),
+                ("generate_prompts_utf16", "\ufeff{\"prompt\": \"a\"}\n".encode("utf-16-le"),
+                 ["p.jsonl", "UTF-16"])):
+            self.case("cli." + cid, g, gen + ["--prompts", "p.jsonl", "--output", "a.jsonl"],
+                      words=words, files={"p.jsonl": content}, absent=["a.jsonl"])
         self.case("cli.export_no_adapter", g, ex, words=["finetune.adapter", "run.output_dir"],
                   files={"run.yaml": self.yaml()}, absent=["out"])
         self.case("cli.export_merge_full", g, ex + ["--merge"], words=["--merge",

@@ -371,6 +371,84 @@ void makeModelAndAdapter(const TempDir& dir) {
   ASSERT_EQ(py.exit_code, 0) << py.output;
 }
 
+// `trainer generate` as a user runs it, on the quick start's tiny model with its tokenizer
+// (tools/make_tiny_example.py): the records of --output, a --stop text ending an answer where
+// it begins, the greedy ids equal to the library's (model/generate, compared with
+// transformers in tests/model/generate_test.cpp), and bad flags refused naming the flag.
+TEST(GenerateCommandReference, AnswersPromptsAndStopsWhereAsked) {
+  TempDir dir("loom-generate-cmd");
+  const auto made = runProcess({testing::pythonPath(),
+                                (testing::sourceDir() / "tools" / "make_tiny_example.py").string(),
+                                "--out", (dir.path() / "tiny").string()});
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const auto model = (dir.path() / "tiny" / "model").string();
+  const auto prompts = dir.write(
+      "p.jsonl",
+      "{\"instruction\": \"Name a color.\", \"input\": \"\"}\n"
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": "
+      "\"assistant\", \"content\": \"hello\"}]}\n{\"prompt\": \"Count to three.\"}\n");
+  const auto out = dir.path() / "out.jsonl";
+  auto r = trainer({"generate", "--model", model, "--prompts", prompts.string(), "--output",
+                    out.string(), "--max-new-tokens", "12", "--device", "cpu"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expectContains(r.output, {"prefill", "decode", "tokens/s", "3 answer(s) written"});
+  std::vector<nlohmann::json> records;
+  {
+    std::ifstream in(out);
+    for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[1]["prompt"], "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+      << "the reference answer of a chat record is left out; the generation prompt added";
+  for (const auto& rec : records) {
+    EXPECT_TRUE(rec.contains("text") && rec.contains("tokens_per_s")) << rec.dump();
+    const auto n = rec["token_ids"].size();
+    EXPECT_TRUE(rec["finish_reason"] == "length" ? n == 12 : n <= 12) << rec.dump();
+  }
+  // A --stop text taken from the greedy answer ends it where the text begins.
+  // (Two printable ASCII characters whose first occurrence is past the start of an answer;
+  // the tiny model's untrained answers are mostly odd bytes and newlines.)
+  std::string prompt, text, stop;
+  size_t at = 0;
+  const std::vector<std::string> asked = {"Name a color.", "hi", "Count to three."};
+  for (size_t i = 0; i < records.size() && stop.empty(); ++i) {
+    if (i == 1) continue;  // a conversation, not a plain --prompt
+    const std::string t = records[i]["text"];
+    for (size_t k = 1; k + 2 <= t.size() && stop.empty(); ++k) {
+      const std::string s = t.substr(k, 2);
+      const bool printable = s[0] > 0x20 && s[0] < 0x7f && s[1] > 0x20 && s[1] < 0x7f;
+      if (printable && t.find(s) == k) stop = s, at = k, text = t, prompt = asked[i];
+    }
+  }
+  if (stop.empty()) {  // no such pair: the first character of the last answer
+    text = records[2]["text"];
+    ASSERT_FALSE(text.empty());
+    stop = text.substr(0, 1), at = 0, prompt = asked[2];
+  }
+  {
+    const auto out2 = dir.path() / "out2.jsonl";
+    r = trainer({"generate", "--model", model, "--prompt", prompt, "--output", out2.string(),
+                 "--max-new-tokens", "12", "--stop", stop, "--device", "cpu"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::ifstream in(out2);
+    std::string line;
+    std::getline(in, line);
+    const auto rec = nlohmann::json::parse(line);
+    EXPECT_EQ(rec["finish_reason"], "stop_string") << rec.dump();
+    EXPECT_EQ(rec["text"], text.substr(0, at)) << rec.dump();
+  }
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--top-p", "0"}, {"--temperature", "-1"}, {"--max-new-tokens", "0"},
+           {"--chat-template", "mistral"}, {"--device", "gpu"}}) {
+    r = trainer({"generate", "--model", model, "--prompt", "x", flag, value});
+    EXPECT_EQ(r.exit_code, 2) << flag << " " << value << ": " << r.output;
+    expectContains(r.output, {flag});
+  }
+  r = trainer({"generate", "--model", model});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  expectContains(r.output, {"--prompt"});
+}
+
 TEST(EvalCommandReference, LossEqualsTransformersAndPeft) {
   TempDir dir("loom-eval-ref");
   ASSERT_NO_FATAL_FAILURE(makeModelAndAdapter(dir));

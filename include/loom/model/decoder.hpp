@@ -28,6 +28,14 @@ class DecoderBody;
 }  // namespace detail
 
 /// One batch for the decoder.
+/// Keys and values of the tokens seen so far, per layer, for decoding a few tokens at a time
+/// (model/generate). Rows may be left-padded: `real` marks the key positions that are tokens.
+struct KvCache {
+  std::vector<at::Tensor> keys, values;  ///< per layer [B, S, Hkv, D], keys after RoPE
+  at::Tensor real;                       ///< [B, S] bool on the model's device
+  int64_t length() const { return real.defined() ? real.size(1) : 0; }
+};
+
 struct DecoderInput {
   at::Tensor tokens;     ///< [B, T] int64 token ids
   at::Tensor positions;  ///< [B, T] int64 RoPE positions; undefined: 0..T-1 in every row
@@ -42,6 +50,11 @@ struct DecoderInput {
   /// Each row holds at most one document (then padding): false unless the caller knows,
   /// when `documents` is defined.
   bool one_document_per_row = false;
+  /// Generation: the tokens extend `cache` (their keys and values are appended to it) and
+  /// attend to everything cached before them. `documents` must be undefined; `real` [B, T]
+  /// bool marks padding (false) that nothing may attend to (undefined: all real).
+  KvCache* cache = nullptr;
+  at::Tensor real;
 };
 
 /// How the decoder is built.
@@ -156,6 +169,11 @@ class CausalLm : public torch::nn::Module {
   std::shared_ptr<detail::DecoderBody> body_;
   std::shared_ptr<Projection> lm_head_;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32 RoPE inverse frequencies
+
+  /// Generation: appends the rows' padding flags to `cache` and makes the mask of its
+  /// queries over every cached key.
+  AttentionInputs extendCache(KvCache& cache, const DecoderInput& input, int64_t b,
+                              int64_t t) const;
 };
 
 /// The RoPE inverse frequencies transformers computes for `config` (fp32, CPU), including
