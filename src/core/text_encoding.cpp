@@ -84,6 +84,15 @@ void requireUtf8(std::string_view head, const std::filesystem::path& file) {
                                  << file.extension().string() << "`");
 }
 
+void skipUtf8Bom(std::istream& in, const std::filesystem::path& file) {
+  char head[8] = {};
+  in.read(head, sizeof head);
+  const std::string_view seen(head, static_cast<size_t>(in.gcount()));
+  requireUtf8(seen, file);
+  in.clear();
+  in.seekg(static_cast<std::streamoff>(utf8BomLength(seen)));
+}
+
 std::string readUtf8TextFile(const std::filesystem::path& path, const std::string& what) {
   std::string text = readFileOrThrow(path, what);
   requireUtf8(std::string_view(text).substr(0, 8), path);

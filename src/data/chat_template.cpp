@@ -167,6 +167,15 @@ std::string_view chatTemplateName(ChatTemplate family) {
   return family == ChatTemplate::kQwen ? "qwen" : "llama3";
 }
 
+std::vector<ChatMessage> alpacaMessages(const std::string& system, const std::string& instruction,
+                                        const std::string& input) {
+  std::vector<ChatMessage> messages;
+  if (!system.empty()) messages.push_back({"system", system, std::nullopt});
+  messages.push_back(
+      {"user", input.empty() ? instruction : instruction + "\n\n" + input, std::nullopt});
+  return messages;
+}
+
 std::vector<ChatMessage> parseChatMessages(const nlohmann::json& messages,
                                            const std::string& where) {
   LOOM_INPUT_CHECK(messages.is_array(), where << ": \"messages\" must be an array of "

@@ -143,12 +143,7 @@ bool isBlank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == st
 /// whitespace only. A UTF-16/32 file is refused here, by name, before any record is read.
 int firstNonBlankByte(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  char head[8] = {};
-  in.read(head, sizeof head);
-  const std::string_view seen(head, static_cast<size_t>(in.gcount()));
-  requireUtf8(seen, path);
-  in.clear();
-  in.seekg(static_cast<std::streamoff>(utf8BomLength(seen)));
+  skipUtf8Bom(in, path);
   char c;
   while (in.get(c)) {
     if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return static_cast<unsigned char>(c);
@@ -223,11 +218,7 @@ class RecordReader {
       in_.open(path, std::ios::binary);
       LOOM_INPUT_CHECK(in_, path.string() << ": cannot open for reading");
       // Every reader the same way: a UTF-8 byte-order mark is not part of the first record.
-      char head[8] = {};
-      in_.read(head, sizeof head);
-      const std::string_view seen(head, static_cast<size_t>(in_.gcount()));
-      in_.clear();
-      in_.seekg(static_cast<std::streamoff>(utf8BomLength(seen)));
+      skipUtf8Bom(in_, path);
     }
     open_ = true;
   }
@@ -419,10 +410,7 @@ class SampleMaker {
       result.status = RecordStatus::kEmpty;
       return;
     }
-    std::vector<ChatMessage> messages;
-    if (!system.empty()) messages.push_back({"system", system, std::nullopt});
-    messages.push_back(
-        {"user", input.empty() ? instruction : instruction + "\n\n" + input, std::nullopt});
+    std::vector<ChatMessage> messages = alpacaMessages(system, instruction, input);
     messages.push_back({"assistant", output, std::nullopt});
     addChat(renderChat(family_, messages, false), result);
   }

@@ -201,8 +201,7 @@ int runExport(const ExportCli& o) {
   const HfConfig hf = loadHfConfig(config.model.path);
   const at::ScalarType source_dtype =
       parseDtypeName(hf.torch_dtype, config.model.path + "/config.json");
-  const at::ScalarType out_dtype =
-      o.dtype.empty() ? source_dtype : parseDtypeFlag(o.dtype, source_dtype);
+  const at::ScalarType out_dtype = parseDtypeFlag(o.dtype, source_dtype);
 
   // QLoRA adapters are merged (and written) as LoRA over model.path's own weights: the 16-bit
   // original, or a 4-bit folder's dequantized values. That is what QLoRA users ship.

@@ -56,11 +56,11 @@ struct GenerateCli {
   SamplingSettings sampling;
 };
 
-/// One prompt: the conversation to render, or raw text (--chat-template none).
+/// One prompt: the conversation to render (with --chat-template none, one user message taken
+/// as it is).
 struct Prompt {
   std::vector<ChatMessage> messages;
-  std::string raw;
-  std::string where;  // for messages: "--prompt 2", "prompts.jsonl:7"
+  std::string where;  // "--prompt 2", "prompts.jsonl:7"
 };
 
 std::string stringField(const nlohmann::json& record, const char* key, const std::string& where,
@@ -103,9 +103,7 @@ std::vector<Prompt> readPromptsFile(const fs::path& file) {
       const std::string system = stringField(record, "system", p.where, false);
       const std::string instruction = stringField(record, "instruction", p.where, true);
       const std::string input = stringField(record, "input", p.where, false);
-      if (!system.empty()) p.messages.push_back({"system", system, std::nullopt});
-      p.messages.push_back(
-          {"user", input.empty() ? instruction : instruction + "\n\n" + input, std::nullopt});
+      p.messages = alpacaMessages(system, instruction, input);
     } else {
       p.messages.push_back({"user", stringField(record, "prompt", p.where, true), std::nullopt});
     }
@@ -172,7 +170,6 @@ int runGenerate(const GenerateCli& o) {
     p.where = "--prompt " + std::to_string(i + 1);
     if (!o.system.empty()) p.messages.push_back({"system", o.system, std::nullopt});
     p.messages.push_back({"user", o.prompts[i], std::nullopt});
-    p.raw = o.prompts[i];
     prompts.push_back(std::move(p));
   }
   if (!o.prompts_file.empty()) {

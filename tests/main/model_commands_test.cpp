@@ -382,11 +382,11 @@ TEST(GenerateCommandReference, AnswersPromptsAndStopsWhereAsked) {
                                 "--out", (dir.path() / "tiny").string()});
   ASSERT_EQ(made.exit_code, 0) << made.output;
   const auto model = (dir.path() / "tiny" / "model").string();
-  const auto prompts = dir.write(
-      "p.jsonl",
-      "{\"instruction\": \"Name a color.\", \"input\": \"\"}\n"
-      "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": "
-      "\"assistant\", \"content\": \"hello\"}]}\n{\"prompt\": \"Count to three.\"}\n");
+  const auto prompts =
+      dir.write("p.jsonl",
+                "{\"instruction\": \"Name a color.\", \"input\": \"\"}\n"
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": "
+                "\"assistant\", \"content\": \"hello\"}]}\n{\"prompt\": \"Count to three.\"}\n");
   const auto out = dir.path() / "out.jsonl";
   auto r = trainer({"generate", "--model", model, "--prompts", prompts.string(), "--output",
                     out.string(), "--max-new-tokens", "12", "--device", "cpu"});
@@ -437,9 +437,12 @@ TEST(GenerateCommandReference, AnswersPromptsAndStopsWhereAsked) {
     EXPECT_EQ(rec["finish_reason"], "stop_string") << rec.dump();
     EXPECT_EQ(rec["text"], text.substr(0, at)) << rec.dump();
   }
-  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
-           {"--top-p", "0"}, {"--temperature", "-1"}, {"--max-new-tokens", "0"},
-           {"--chat-template", "mistral"}, {"--device", "gpu"}}) {
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--top-p", "0"},
+                                                        {"--temperature", "-1"},
+                                                        {"--max-new-tokens", "0"},
+                                                        {"--chat-template", "mistral"},
+                                                        {"--device", "gpu"}}) {
     r = trainer({"generate", "--model", model, "--prompt", "x", flag, value});
     EXPECT_EQ(r.exit_code, 2) << flag << " " << value << ": " << r.output;
     expectContains(r.output, {flag});

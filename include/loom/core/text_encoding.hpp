@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <istream>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,10 @@ std::string wideEncodingOf(std::string_view head);
 
 /// Throws InputError naming `file` and the encoding when wideEncodingOf(head) is not empty.
 void requireUtf8(std::string_view head, const std::filesystem::path& file);
+
+/// For a stream at the start of `file`: requireUtf8 on its first bytes, then leaves the
+/// stream after a UTF-8 byte-order mark (or at the start when there is none).
+void skipUtf8Bom(std::istream& in, const std::filesystem::path& file);
 
 /// The file's contents as UTF-8 text: readFileOrThrow, then requireUtf8, then the UTF-8
 /// byte-order mark removed; bytes that are not UTF-8, or a NUL, are refused naming the file,

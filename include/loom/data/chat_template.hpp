@@ -56,6 +56,11 @@ struct ChatMessage {
 std::vector<ChatMessage> parseChatMessages(const nlohmann::json& messages,
                                            const std::string& where);
 
+/// The conversation of an alpaca record: an optional system message, then the user's
+/// instruction with its input after a blank line (when there is one).
+std::vector<ChatMessage> alpacaMessages(const std::string& system, const std::string& instruction,
+                                        const std::string& input);
+
 /// A run of the rendered text; `loss` is true for the assistant's output.
 struct ChatSegment {
   std::string text;
