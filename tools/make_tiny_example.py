@@ -6,6 +6,9 @@
                          Hugging Face folder layout Loom reads
   examples/tiny/train.jsonl, eval.jsonl
                          alpaca-format samples of a few small, learnable tasks
+  examples/tiny/compare.jsonl
+                         two eval prompts with their answers, for train.eval_prompts and
+                         `trainer compare` (the before/after report)
 
 Idempotent: does nothing if the example is already complete.
 """
@@ -53,7 +56,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    stamp = os.path.join(args.out, ".complete")
+    stamp = os.path.join(args.out, ".complete-2")  # bumped when the example's files change
     if os.path.exists(stamp):
         print(f"[example] {args.out} is ready", file=sys.stderr)
         return
@@ -72,7 +75,10 @@ def main():
     tmp = args.out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "model"))
-    for name, rows in (("train.jsonl", train), ("eval.jsonl", evals)):
+    # One prompt of two different tasks, with the reference answer as "output".
+    compare = [next(r for r in evals if r["instruction"].startswith("Add")),
+               next(r for r in evals if r["instruction"].startswith("Repeat"))]
+    for name, rows in (("train.jsonl", train), ("eval.jsonl", evals), ("compare.jsonl", compare)):
         with open(os.path.join(tmp, name), "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")

@@ -463,6 +463,8 @@ void readTrain(Section s, TrainConfig& c) {
   s.getDouble("max_grad_norm", c.max_grad_norm, 0.0, kInf);
   s.getInt("eval_every", c.eval_every, 0, kIntMax);
   s.getInt("log_every", c.log_every, 1, kIntMax);
+  s.getPath("eval_prompts", c.eval_prompts);  // read (and checked) at the run's set-up
+  s.getInt("eval_max_new_tokens", c.eval_max_new_tokens, 1, 1 << 16);
   if (c.max_steps && c.warmup_steps > *c.max_steps) {
     s.fail("warmup_steps", "warmup_steps (" + std::to_string(c.warmup_steps) +
                                ") exceeds max_steps (" + std::to_string(*c.max_steps) + ")");
@@ -706,7 +708,7 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
            c.data);
   readTrain(section("train", {"global_batch_tokens", "global_batch_size", "max_steps", "epochs",
                               "lr", "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm",
-                              "eval_every", "log_every"}),
+                              "eval_every", "log_every", "eval_prompts", "eval_max_new_tokens"}),
             c.train);
   readCheckpoint(section("checkpoint", {"every", "keep", "resume"}), c.checkpoint);
   readCluster(section("cluster",
@@ -770,6 +772,8 @@ std::string toYaml(const Config& c) {
   e << YAML::Key << "max_grad_norm" << YAML::Value << shortest(t.max_grad_norm);
   e << YAML::Key << "eval_every" << YAML::Value << t.eval_every;
   e << YAML::Key << "log_every" << YAML::Value << t.log_every;
+  if (t.eval_prompts) e << YAML::Key << "eval_prompts" << YAML::Value << escapeEnv(*t.eval_prompts);
+  e << YAML::Key << "eval_max_new_tokens" << YAML::Value << t.eval_max_new_tokens;
   e << YAML::EndMap;
 
   e << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;

@@ -27,6 +27,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/format.hpp"
+#include "loom/core/json_fields.hpp"
 #include "loom/core/log.hpp"
 #include "loom/core/text_encoding.hpp"
 #include "loom/data/hdf5_dataset.hpp"
@@ -283,24 +284,6 @@ struct RecordResult {
   int64_t record_index = 0;
   std::exception_ptr error;
 };
-
-std::string requireString(const json& record, const char* field, const std::string& where,
-                          const char* expected) {
-  const auto it = record.find(field);
-  LOOM_INPUT_CHECK(it != record.end() && !it->is_null(),
-                   where << ": missing field '" << field << "' (" << expected << ")");
-  LOOM_INPUT_CHECK(it->is_string(),
-                   where << ": field '" << field << "' must be a string, got " << it->type_name());
-  return it->get<std::string>();
-}
-
-std::string optionalString(const json& record, const char* field, const std::string& where) {
-  const auto it = record.find(field);
-  if (it == record.end() || it->is_null()) return {};
-  LOOM_INPUT_CHECK(it->is_string(),
-                   where << ": field '" << field << "' must be a string, got " << it->type_name());
-  return it->get<std::string>();
-}
 
 class SampleMaker {
  public:

@@ -30,6 +30,12 @@ Command addEvalCommand(CLI::App& parent);
 /// model (Hugging Face folder), staged and renamed (src/main/export_command.cpp).
 Command addExportCommand(CLI::App& parent);
 
+/// `trainer generate --model DIR | --config FILE --prompt TEXT | --prompts FILE.jsonl`: answers
+/// with a KV cache, streamed or as JSONL (src/main/generate_command.cpp).
 Command addGenerateCommand(CLI::App& parent);
+
+/// `trainer compare --config FILE --prompts FILE.jsonl`: answers before and after fine-tuning
+/// scored against references; report.html and report.json (src/main/compare_command.cpp).
+Command addCompareCommand(CLI::App& parent);
 
 }  // namespace loom::cli

@@ -151,9 +151,9 @@ int main(int argc, char** argv) {
   app.footer("Exit codes: 0 ok, 1 failure, 2 bad input (config, data, command line).");
   // Subcommands run without MPI; the bare `trainer --config` form is the training job.
   std::vector<loom::cli::Command> commands = {
-      loom::cli::addPrepareCommand(app), loom::cli::addInspectCommand(app),
-      loom::cli::addEvalCommand(app), loom::cli::addExportCommand(app),
-      loom::cli::addGenerateCommand(app)};
+      loom::cli::addPrepareCommand(app),  loom::cli::addInspectCommand(app),
+      loom::cli::addEvalCommand(app),     loom::cli::addExportCommand(app),
+      loom::cli::addGenerateCommand(app), loom::cli::addCompareCommand(app)};
   app.require_subcommand(0, 1);
 
   try {

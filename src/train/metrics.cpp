@@ -9,6 +9,8 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/format.hpp"
+#include "loom/train/tensorboard.hpp"
 
 namespace loom {
 
@@ -38,6 +40,19 @@ MetricsLog::MetricsLog(const std::filesystem::path& run_dir, int64_t resumed_ste
   writeFileAtomic(file, kept);
   out_.open(file, std::ios::app);
   LOOM_CHECK(out_.good(), "cannot open " << file);
+  board_ = std::make_unique<TensorBoardWriter>(run_dir);
+}
+
+MetricsLog::~MetricsLog() = default;
+
+void MetricsLog::scalars(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+  for (const auto& [tag, value] : values) board_->addScalar(tag, step, value);
+  board_->flush();
+}
+
+void MetricsLog::text(const std::string& tag, int64_t step, const std::string& markdown) {
+  board_->addText(tag, step, markdown);
+  board_->flush();
 }
 
 void MetricsLog::write(const std::string& json_line) {
@@ -53,8 +68,8 @@ void MetricsLog::writeLossCurve(const std::filesystem::path& path, const std::st
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h
       << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << w / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << title
-      << "</text>\n";
+      << "<text x=\"" << w / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">"
+      << escapeXml(title) << "</text>\n";
   if (!all.empty()) {
     int64_t s0 = all.front().first, s1 = all.front().first;
     double l0 = all.front().second, l1 = all.front().second;

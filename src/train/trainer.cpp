@@ -44,6 +44,7 @@
 #include "loom/train/checkpoint.hpp"
 #include "loom/train/cpu_memory.hpp"
 #include "loom/train/device_timer.hpp"
+#include "loom/train/eval_samples.hpp"
 #include "loom/train/evaluate.hpp"
 #include "loom/train/grad_sync.hpp"
 #include "loom/train/loss_scaler.hpp"
@@ -317,6 +318,12 @@ class Trainer {
       eval_planner_ = blameOn("data.eval", [&] {
         return std::make_unique<BatchPlanner>(BatchPlanner::fromDataset(
             *eval_data_, evalPlannerConfig(config_.data.seq_len, config_.data.packing)));
+      });
+    }
+    if (config_.train.eval_prompts) {
+      eval_samples_ = blameOn("train.eval_prompts", [&] {
+        return std::make_unique<EvalSamples>(*config_.train.eval_prompts, config_.model.path,
+                                             config_.train.eval_max_new_tokens);
       });
     }
     LOOM_INFO("data " << config_.data.train << ": " << train_data_->numSamples() << " samples, "
@@ -757,6 +764,20 @@ class Trainer {
                            {"ranks", ranks}};
     if (scaler_.enabled()) line["loss_scale"] = scaler_.scale();
     metrics_->write(line.dump());
+    std::vector<std::pair<std::string, double>> board = {
+        {"train/loss", r.loss},
+        {"train/lr", r.lr},
+        {"train/grad_norm", r.grad_norm},
+        {"train/tokens_per_s", r.tokens / std::max(1e-9, r.step_seconds)},
+        {"train/step_s", r.step_seconds}};
+    if (scaler_.enabled()) board.emplace_back("train/loss_scale", scaler_.scale());
+    for (int k = 0; k < world_.size(); ++k) {
+      const std::string rank = "rank" + std::to_string(k) + "/";
+      board.emplace_back(rank + "weight", weights[k] / weight_total);
+      board.emplace_back(rank + "compute_s", r.rank_seconds[k]);
+      board.emplace_back(rank + "peak_memory_gib", r.rank_memory[k] / double(1LL << 30));
+    }
+    metrics_->scalars(step_, board);
     char head[200];
     std::snprintf(head, sizeof(head),
                   "step %lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s |",
@@ -767,7 +788,25 @@ class Trainer {
   }
 
   void evaluate() {
-    if (!eval_planner_) return;
+    if (eval_planner_) evaluateLoss();
+    if (eval_samples_ && world_.isRoot()) answerEvalPrompts();
+  }
+
+  /// train.eval_prompts answered on rank 0: in the log, metrics.jsonl and TensorBoard.
+  void answerEvalPrompts() {
+    const auto started = Clock::now();
+    const auto answers = eval_samples_->answer(*model_);
+    for (size_t i = 0; i < answers.size(); ++i) {
+      LOOM_INFO("sample at step " << step_ << " [" << i + 1 << "] " << eval_samples_->question(i)
+                                  << "\n  -> " << answers[i].text);
+    }
+    metrics_->write(eval_samples_->record(step_, answers).dump());
+    metrics_->text("eval/samples", step_, eval_samples_->markdown(answers));
+    LOOM_INFO("eval prompts answered in " << std::fixed << std::setprecision(1)
+                                          << secondsSince(started) << " s");
+  }
+
+  void evaluateLoss() {
     EvalOptions options;
     options.micro_batch = settings_.micro_batch;
     options.loss_chunk_tokens = settings_.loss_chunk_tokens;
@@ -785,6 +824,7 @@ class Trainer {
                                 << " over " << static_cast<int64_t>(totals[1].item<double>())
                                 << " tokens");
       metrics_->recordEval(step_, loss);
+      metrics_->scalars(step_, {{"eval/loss", loss}, {"eval/perplexity", std::exp(loss)}});
       metrics_->write(nlohmann::json({{"step", step_},
                                       {"eval_loss", loss},
                                       {"eval_perplexity", std::exp(loss)},
@@ -868,6 +908,7 @@ class Trainer {
 
   std::unique_ptr<Hdf5Dataset> train_data_, eval_data_;
   std::unique_ptr<BatchPlanner> planner_, eval_planner_;
+  std::unique_ptr<EvalSamples> eval_samples_;  // train.eval_prompts
   struct Prefetched {
     PlanCursor cursor;
     std::vector<int64_t> sample_ids;

@@ -114,7 +114,7 @@ class RunCases:
                           "--print-config"], ["0.0003"], exit=0)
         c("control_dry_run", ["{trainer}", "--config", "run.yaml", "--dry-run"], ["world:"],
           exit=0)
-        for sub in ("prepare", "inspect", "eval", "export", "generate"):
+        for sub in ("prepare", "inspect", "eval", "export", "generate", "compare"):
             c(f"control_{sub}_help", ["{trainer}", sub, "--help"], [sub], exit=0)
         c("unknown_flag", ["{trainer}", "--config", "run.yaml", "--no-such-flag"],
           ["--no-such-flag"])
@@ -261,6 +261,47 @@ class RunCases:
                  ["p.jsonl", "UTF-16"])):
             self.case("cli." + cid, g, gen + ["--prompts", "p.jsonl", "--output", "a.jsonl"],
                       words=words, files={"p.jsonl": content}, absent=["a.jsonl"])
+        # trainer compare: a control that writes the report, and what it refuses (no report).
+        cmp = ["{trainer}", "compare", "--model", "{base}/tiny/model", "--max-new-tokens", "4",
+               "--device", "cpu", "--out", "out"]
+        ref = {"p.jsonl": '{"prompt": "hi", "reference": "hello"}\n'}
+        self.case("cli.control_compare", g, cmp + ["--adapter", "{base}/run/adapter", "--prompts",
+                                                    "p.jsonl"], exit=0, files=ref,
+                  post=[{"exists": "out/report.html"}, {"exists": "out/report.json"}])
+        for cid, extra, words, files in (
+                ("compare_max_new_tokens_0", ["--adapter", "{base}/run/adapter", "--prompts",
+                                              "p.jsonl", "--max-new-tokens", "0"],
+                 ["--max-new-tokens", "0"], ref),
+                ("compare_nothing_after", ["--prompts", "p.jsonl"], ["--adapter", "--after-model"],
+                 ref),
+                ("compare_adapter_missing", ["--adapter", "no_such_adapter", "--prompts", "p.jsonl"],
+                 ["--adapter", "no_such_adapter"], ref),
+                ("compare_adapter_is_a_model", ["--adapter", "{base}/tiny/model", "--prompts",
+                                                "p.jsonl"], ["--adapter", "adapter_config.json"],
+                 ref),
+                ("compare_both_afters", ["--adapter", "{base}/run/adapter", "--after-model",
+                                         "{base}/tiny/model", "--prompts", "p.jsonl"],
+                 ["--adapter", "--after-model"], ref),
+                ("compare_prompts_bad_line", ["--adapter", "{base}/run/adapter", "--prompts",
+                                              "p.jsonl"], ["p.jsonl:2", "reference"],
+                 {"p.jsonl": '{"prompt": "hi"}\n{"prompt": "x", "reference": 3}\n'}),
+                ("compare_out_is_a_file", ["--adapter", "{base}/run/adapter", "--prompts",
+                                           "p.jsonl"], ["--out", "out", "not a folder"],
+                 dict(ref, out="a file")),
+                ("compare_thinking_bad", ["--adapter", "{base}/run/adapter", "--prompts", "p.jsonl",
+                                          "--thinking", "maybe"], ["--thinking", "maybe"], ref)):
+            self.case("cli." + cid, g, cmp + extra, words=words, files=files,
+                      absent=[] if cid == "compare_out_is_a_file" else ["out"])
+        # train.eval_prompts: a missing file, and a bad line refused at set-up (no run written).
+        self.case("cli.eval_prompts_missing", g,
+                  ["{trainer}", "--config", "run.yaml", "--set", "train.eval_prompts=no_such.jsonl"],
+                  words=["train.eval_prompts", "no_such.jsonl"], files={"run.yaml": self.yaml()},
+                  absent=["run/config.yaml", "run/metrics.jsonl"])
+        self.case("cli.eval_prompts_bad_line", g,
+                  ["{trainer}", "--config", "run.yaml", "--set", "train.eval_prompts=p.jsonl"],
+                  words=["train.eval_prompts", "p.jsonl:1", "prompt"],
+                  files={"run.yaml": self.yaml(), "p.jsonl": '{"prompt": 5}\n'},
+                  absent=["run/config.yaml", "run/metrics.jsonl"])
         self.case("cli.export_no_adapter", g, ex, words=["finetune.adapter", "run.output_dir"],
                   files={"run.yaml": self.yaml()}, absent=["out"])
         self.case("cli.export_merge_full", g, ex + ["--merge"], words=["--merge",

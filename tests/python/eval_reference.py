@@ -5,6 +5,8 @@
         A tiny random qwen3 model in OUT/model (make_tiny_model.py) and a PEFT LoRA adapter
         for it in OUT/adapter (r=4, alpha=8, q/v/o/down projections, lora_A and lora_B
         random so that the adapter changes the logits).
+    eval_reference.py adapter MODEL_DIR OUT [--seed N]
+        Such a random adapter for an existing model folder.
     eval_reference.py make OUT --variant V
         The same with another make_tiny_model.py variant (qwen3_bnb, ... for 4-bit tests).
     eval_reference.py loss MODEL_DIR DATA.h5 SEQ_LEN [--adapter DIR] [--4bit]
@@ -34,18 +36,27 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_tiny_model import VOCAB, make_model  # noqa: E402
 
 
-def cmd_make(args):
+def save_random_adapter(model, out, seed):
     from peft import LoraConfig, get_peft_model
-    model = make_model(args.variant, os.path.join(args.out, "model"), seed=args.seed)
     config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
                         target_modules=["q_proj", "v_proj", "o_proj", "down_proj"])
     peft_model = get_peft_model(model, config)
-    g = torch.Generator().manual_seed(args.seed + 100)
+    g = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_" in name:  # PEFT starts lora_B at zero: randomise both
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    peft_model.save_pretrained(os.path.join(args.out, "adapter"))
+    peft_model.save_pretrained(out)
+
+
+def cmd_make(args):
+    model = make_model(args.variant, os.path.join(args.out, "model"), seed=args.seed)
+    save_random_adapter(model, os.path.join(args.out, "adapter"), args.seed)
+
+
+def cmd_adapter(args):
+    from transformers import AutoModelForCausalLM
+    save_random_adapter(AutoModelForCausalLM.from_pretrained(args.model), args.out, args.seed)
 
 
 def load_model(base_dir, adapter_dir=None, four_bit=False):
@@ -140,6 +151,10 @@ def main(argv):
     m.add_argument("out")
     m.add_argument("--seed", type=int, default=3)
     m.add_argument("--variant", default="qwen3")
+    ad = sub.add_parser("adapter")
+    ad.add_argument("model")
+    ad.add_argument("out")
+    ad.add_argument("--seed", type=int, default=3)
     lo = sub.add_parser("loss")
     lo.add_argument("model")
     lo.add_argument("data")
@@ -153,7 +168,7 @@ def main(argv):
     v.add_argument("jobs", nargs="+")
     v.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args(argv)
-    {"make": cmd_make, "loss": cmd_loss, "verify": cmd_verify,
+    {"make": cmd_make, "adapter": cmd_adapter, "loss": cmd_loss, "verify": cmd_verify,
      "save4bit": cmd_save4bit}[args.cmd](args)
 
 

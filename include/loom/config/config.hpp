@@ -10,7 +10,8 @@
 //   finetune:   {method: lora|qlora|full, adapter, lora: {r, alpha, dropout, targets, rslora}}
 //   data:       {train, eval, seq_len, packing}
 //   train:      {global_batch_tokens | global_batch_size, max_steps | epochs, lr, lr_schedule,
-//                warmup_steps, weight_decay, max_grad_norm, eval_every, log_every}
+//                warmup_steps, weight_decay, max_grad_norm, eval_every, log_every,
+//                eval_prompts, eval_max_new_tokens}
 //   checkpoint: {every, keep, resume: auto|never|<path>}
 //   cluster:    {backend: auto|nccl|mpi, balance: auto|static, overlap_grad_sync,
 //                collective_timeout_s,
@@ -92,6 +93,10 @@ struct TrainConfig {
   double max_grad_norm = 1.0;  ///< 0 disables clipping
   int64_t eval_every = 0;      ///< 0: evaluate only at the end (when data.eval is set)
   int64_t log_every = 1;
+  /// A prompts file (data/prompts.hpp): at each evaluation rank 0 answers these greedily and
+  /// records the answers in metrics.jsonl, the log and TensorBoard.
+  std::optional<std::string> eval_prompts;
+  int64_t eval_max_new_tokens = 64;  ///< the length of those answers
 };
 
 struct CheckpointConfig {

@@ -9,3 +9,10 @@ namespace loom {
 std::string formatDuration(double seconds);
 
 }  // namespace loom
+
+namespace loom {
+
+/// `text` with &, <, >, " and ' replaced by their entities (for HTML and SVG).
+std::string escapeXml(const std::string& text);
+
+}  // namespace loom
