@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -194,11 +195,11 @@ int runCompare(const CompareCli& o) {
       if (r.loss_tokens > 0) *eval = CompareEval{r.loss(), r.perplexity(), r.loss_tokens};
     }
     auto answers = answerPrompts(model, tokenizer, texts, where, settings);
-    LOOM_INFO("compare: "
-              << name << ": " << answers.size() << " answers"
-              << (*eval ? ", eval loss " + std::to_string((*eval)->loss) : "") << " in "
-              << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
-              << " s");
+    char line[200];
+    std::snprintf(line, sizeof(line), "compare: %s: %zu answers%s in %.1f s", name, answers.size(),
+                  *eval ? (", eval loss " + std::to_string((*eval)->loss)).c_str() : "",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    LOOM_INFO(line);
     return answers;
   };
 

@@ -66,9 +66,23 @@ std::string scoreLine(const CompareRow& row, bool after) {
 }
 
 std::string answerCell(const std::string& text, const std::string& finish) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return "<span class=\"meta\">(" + std::string(text.empty() ? "empty" : "whitespace only") +
+           ")</span>" + (finish == "length" ? "<span class=\"cut\"> [max new tokens]</span>" : "");
+  }
   std::string cell = escapeXml(text);
   if (finish == "length") cell += "<span class=\"cut\"> [max new tokens]</span>";
   return cell;
+}
+
+/// "decoding greedy, max_new_tokens 24, ..." from the settings object.
+std::string settingsText(const json& settings) {
+  std::string text;
+  for (const auto& [key, value] : settings.items()) {
+    if (!text.empty()) text += ", ";
+    text += key + " " + (value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  return text;
 }
 
 constexpr const char* kStyle = R"(
@@ -85,7 +99,8 @@ table.rows { width: 100%; table-layout: fixed; font-size: 13px; }
 table.rows th { background: #eaeef2; text-align: left; padding: 6px; border: 1px solid #d0d7de; }
 table.rows td { vertical-align: top; border: 1px solid #d0d7de; padding: 6px 8px;
                 white-space: pre-wrap; overflow-wrap: anywhere; }
-td.num { color: #57606a; font-size: 11px; white-space: normal; }
+td.num { color: #57606a; font-size: 12px; text-align: right; }
+.where { color: #57606a; font-size: 11px; margin-top: 6px; white-space: normal; }
 .score { font-size: 11px; color: #57606a; margin-top: 6px; white-space: normal; }
 .score.up { color: #1a7f37; } .score.down { color: #cf222e; }
 .cut { color: #9a6700; font-size: 11px; }
@@ -143,7 +158,7 @@ std::string reportHtml(const CompareReport& report) {
     << "<div class=\"meta\">Before: " << escapeXml(report.before)
     << "<br>After: " << escapeXml(report.after) << "<br>Prompts: " << escapeXml(report.prompts_file)
     << " (" << report.rows.size() << ", " << scored
-    << " with a reference answer)<br>Generation: " << escapeXml(report.settings.dump())
+    << " with a reference answer)<br>Generation: " << escapeXml(settingsText(report.settings))
     << "</div>\n";
 
   h << "<h2>Averages</h2>\n<table class=\"sum\">\n<tr><th></th><th>ROUGE-1</th><th>ROUGE-2</th>"
@@ -187,13 +202,13 @@ std::string reportHtml(const CompareReport& report) {
   }
 
   h << "<h2>Answers</h2>\n<table class=\"rows\">\n<colgroup><col style=\"width:4%\">"
-       "<col style=\"width:20%\"><col style=\"width:20%\"><col style=\"width:28%\">"
+       "<col style=\"width:21%\"><col style=\"width:20%\"><col style=\"width:28%\">"
        "<col style=\"width:28%\"></colgroup>\n<tr><th>#</th><th>prompt</th><th>reference</th>"
        "<th>before</th><th>after</th></tr>\n";
   for (size_t i = 0; i < report.rows.size(); ++i) {
     const CompareRow& row = report.rows[i];
-    h << "<tr><td class=\"num\">" << i + 1 << "<br>" << escapeXml(row.where) << "</td><td>"
-      << escapeXml(row.question) << "</td><td>"
+    h << "<tr><td class=\"num\">" << i + 1 << "</td><td>" << escapeXml(row.question)
+      << "<div class=\"where\">" << escapeXml(row.where) << "</div></td><td>"
       << (row.has_reference ? escapeXml(row.reference) : "<span class=\"meta\">(none)</span>")
       << "</td><td>" << answerCell(row.before, row.before_finish) << scoreLine(row, false)
       << "</td><td>" << answerCell(row.after, row.after_finish) << scoreLine(row, true)

@@ -262,17 +262,18 @@ class RunCases:
             self.case("cli." + cid, g, gen + ["--prompts", "p.jsonl", "--output", "a.jsonl"],
                       words=words, files={"p.jsonl": content}, absent=["a.jsonl"])
         # trainer compare: a control that writes the report, and what it refuses (no report).
-        cmp = ["{trainer}", "compare", "--model", "{base}/tiny/model", "--max-new-tokens", "4",
-               "--device", "cpu", "--out", "out"]
+        cmp = ["{trainer}", "compare", "--model", "{base}/tiny/model", "--device", "cpu", "--out",
+               "out"]
         ref = {"p.jsonl": '{"prompt": "hi", "reference": "hello"}\n'}
         self.case("cli.control_compare", g, cmp + ["--adapter", "{base}/run/adapter", "--prompts",
-                                                    "p.jsonl"], exit=0, files=ref,
+                                                    "p.jsonl", "--max-new-tokens", "4"], exit=0,
+                  files=ref,
                   post=[{"exists": "out/report.html"}, {"exists": "out/report.json"}])
         for cid, extra, words, files in (
                 ("compare_max_new_tokens_0", ["--adapter", "{base}/run/adapter", "--prompts",
                                               "p.jsonl", "--max-new-tokens", "0"],
                  ["--max-new-tokens", "0"], ref),
-                ("compare_nothing_after", ["--prompts", "p.jsonl"], ["--adapter", "--after-model"],
+                ("compare_nothing_after", ["--prompts", "p.jsonl", "--max-new-tokens", "4"], ["--adapter", "--after-model"],
                  ref),
                 ("compare_adapter_missing", ["--adapter", "no_such_adapter", "--prompts", "p.jsonl"],
                  ["--adapter", "no_such_adapter"], ref),

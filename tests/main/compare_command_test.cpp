@@ -2,13 +2,16 @@
 // chat template) with a random PEFT adapter: the report's answers equal `trainer generate`'s
 // without and with the adapter, its eval losses equal `trainer eval`'s, its scores equal the
 // Python references (rouge-score, nltk) on the same pairs, report.html holds every answer
-// (escaped), and bad input exits 2 naming the flag or file with no report written.
+// (escaped), and bad input exits 2 naming the flag or file with no report written. And
+// train.eval_prompts in a two-rank run: rank 0's answers at each evaluation in the log,
+// metrics.jsonl and TensorBoard, the last equal to `trainer generate` with the final adapter.
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -223,6 +226,73 @@ TEST_F(CompareCommandReference, BadInputExitsTwoNamingItAndWritesNoReport) {
     for (const auto& e : c.expected) EXPECT_NE(r.output.find(e), std::string::npos) << e;
     EXPECT_EQ(r.output.find("internal error"), std::string::npos);
     EXPECT_FALSE(fs::exists(path("bad-out"))) << "a refused compare writes nothing";
+  }
+}
+
+TEST_F(CompareCommandReference, EvalPromptsAreAnsweredDuringTrainingAndLogged) {
+  const fs::path run = path("trained");
+  std::ofstream(path("train.yaml"))
+      << "run: {name: eval-prompts, output_dir: " << run.string()
+      << "}\nmodel: {path: " << path("tiny/model").string()
+      << ", dtype: fp32}\nfinetune: {method: lora}\ndata: {train: " << path("eval.h5").string()
+      << ", eval: " << path("eval.h5").string()
+      << ", seq_len: 128}\ntrain: {global_batch_tokens: 1024, max_steps: 4, lr: 1.0e-2, "
+         "eval_every: 2, eval_prompts: "
+      << path("prompts.jsonl").string()
+      << ", eval_max_new_tokens: 8}\ncluster: {backend: mpi, balance: static, ranks: [{device: "
+         "cpu, micro_batch: 2}]}\n";
+  const auto r = runProcess({testing::requireEnv("LOOM_MPIEXEC"), "-np", "2", "--bind-to", "none",
+                             testing::trainerPath(), "--config", path("train.yaml").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("sample at step 2 [1]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sample at step 4 [4] Say anything."), std::string::npos) << r.output;
+
+  std::map<int64_t, json> samples;
+  for (const auto& line : readJsonl(run / "metrics.jsonl")) {
+    if (line.contains("eval_samples")) samples[line["step"].get<int64_t>()] = line["eval_samples"];
+  }
+  ASSERT_EQ(samples.size(), 2u) << "evaluations at steps 2 and 4";
+  ASSERT_TRUE(samples.count(2) && samples.count(4));
+  ASSERT_EQ(samples[4].size(), 4u);
+  EXPECT_EQ(samples[4][2]["prompt"], "Sort these animals alphabetically.");
+
+  // The last answers are the final adapter's: the same fp32 weights, generated the same way.
+  ASSERT_EQ(trainer({"generate", "--model", path("tiny/model").string(), "--adapter",
+                     (run / "adapter").string(), "--prompts", path("prompts.jsonl").string(),
+                     "--max-new-tokens", "8", "--device", "cpu", "--output",
+                     path("final.jsonl").string()})
+                .exit_code,
+            0);
+  const auto final_answers = readJsonl(path("final.jsonl"));
+  for (size_t i = 0; i < final_answers.size(); ++i) {
+    EXPECT_EQ(samples[4][i]["answer"], final_answers[i]["text"]) << i;
+  }
+
+  // TensorBoard: read back by tbparse and TensorBoard's loader (tensorboard_reference.py).
+  const auto py = testing::runPythonScript("tensorboard_reference.py",
+                                           {run.string(), path("board.json").string()});
+  ASSERT_EQ(py.exit_code, 0) << py.output;
+  const json board = json::parse(testing::readFile(path("board.json")));
+  std::map<std::string, std::vector<int64_t>> steps;
+  for (const auto& v : board["scalars"]) steps[v["tag"]].push_back(v["step"].get<int64_t>());
+  EXPECT_EQ(steps["train/loss"], (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(steps["eval/loss"], (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(steps["rank1/weight"].size(), 4u);
+  std::vector<int64_t> text_steps;
+  for (const auto& v : board["text"]) {
+    EXPECT_EQ(v["tag"], "eval/samples");
+    text_steps.push_back(v["step"].get<int64_t>());
+  }
+  EXPECT_EQ(text_steps, (std::vector<int64_t>{2, 4}));
+  // The scalars are metrics.jsonl's, as float32.
+  for (const auto& line : readJsonl(run / "metrics.jsonl")) {
+    if (!line.contains("loss") || !line.contains("step")) continue;
+    for (const auto& v : board["scalars"]) {
+      if (v["tag"] == "train/loss" && v["step"] == line["step"]) {
+        EXPECT_EQ(v["value"].get<double>(),
+                  static_cast<double>(static_cast<float>(line["loss"].get<double>())));
+      }
+    }
   }
 }
 

@@ -37,11 +37,14 @@ const Reference& reference() {
   static Reference ref = [] {
     nlohmann::json spec;
     spec["dir"] = dir.path().string();
-    spec["models"] = nlohmann::json::array({{{"variant", "qwen3"}, {"adapter", false}},
-                                            {{"variant", "qwen3"}, {"adapter", true}},
-                                            {{"variant", "qwen2"}, {"adapter", false}},
-                                            {{"variant", "llama"}, {"adapter", false}},
-                                            {{"variant", "llama"}, {"adapter", true}}});
+    spec["models"] =
+        nlohmann::json::array({{{"variant", "qwen3"}, {"adapter", false}},
+                               {{"variant", "qwen3"}, {"adapter", true}},
+                               {{"variant", "qwen2"}, {"adapter", false}},
+                               {{"variant", "llama"}, {"adapter", false}},
+                               {{"variant", "llama"}, {"adapter", true}},
+                               // QLoRA: the NF4 base with an adapter.
+                               {{"variant", "qwen3_bnb"}, {"adapter", true}, {"four_bit", true}}});
     spec["prompts"] = kPrompts;
     spec["max_new_tokens"] = kNewTokens;
     spec["pad"] = kPad;
@@ -85,14 +88,16 @@ const Reference& reference() {
 std::shared_ptr<CausalLm> load(const std::string& name) {
   const bool adapter = name.find("+adapter") != std::string::npos;
   const auto dir = reference().dir / name.substr(0, name.find('+'));
-  auto model = loadModel(dir, DecoderOptions{});
+  DecoderOptions options;
+  options.nf4_base = name.find("+4bit") != std::string::npos;  // quantized at load, as QLoRA
+  auto model = loadModel(dir, options);
   if (adapter) loadAdapter(*model, dir / "adapter");
   return model;
 }
 
 TEST(GenerateReference, GreedyIdsEqualTransformersGenerate) {
   const auto& greedy = reference().result["greedy"];
-  ASSERT_EQ(greedy.size(), 5u) << reference().result.dump();
+  ASSERT_EQ(greedy.size(), 6u) << reference().result.dump();
   for (const auto& [name, entry] : greedy.items()) {
     auto model = load(name);
     for (size_t round = 0; round < 2; ++round) {

@@ -2,13 +2,14 @@
 
     generate_reference.py SPEC.json OUT.json
 
-SPEC: {"dir": D, "models": [{"variant": V, "adapter": bool}, ...], "prompts": [[ids], ...],
+SPEC: {"dir": D, "models": [{"variant": V, "adapter": bool, "four_bit": bool}, ...], "prompts": [[ids], ...],
        "max_new_tokens": N, "pad": P,
        "processors": {"logits": [[...], ...], "sequences": [[...], ...],
                       "settings": [{"temperature": t, "top_k": k, "top_p": p,
                                     "repetition_penalty": r}, ...]}}
 Each model is made with make_tiny_model.py into D/V (and a PEFT all-linear adapter, r=4,
-alpha=8, A and B random, into D/V/adapter when asked). For each model and each eos setting
+alpha=8, A and B random, into D/V/adapter when asked); four_bit loads the base as QLoRA does
+(bitsandbytes NF4, double quantization, fp32 compute), named "V[+adapter]+4bit". For each model and each eos setting
 (none: an id outside the vocabulary; then the token row 0 produced at step 5, so that one row
 stops early and the others go on with padding fed, as transformers does), greedy
 model.generate on the left-padded batch. OUT: {"greedy": {"V[+adapter]": {"eos": [e1, e2],
@@ -49,6 +50,13 @@ def new_tokens(out, width, eos):
     return rows
 
 
+def load_4bit(model_dir):
+    """QLoRA's base: bitsandbytes NF4 with double quantization, fp32 compute (CPU path, its
+    AVX512-BF16 repacking off), as eval_reference.py loads it."""
+    from eval_reference import load_model
+    return load_model(model_dir, four_bit=True)
+
+
 def main(spec_path, out_path):
     with open(spec_path) as f:
         spec = json.load(f)
@@ -76,8 +84,14 @@ def main(spec_path, out_path):
                             p.copy_(0.1 * torch.randn(p.shape, generator=g))
                 pm.save_pretrained(adapter_dir)
                 model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            if m.get("four_bit"):
+                model = load_4bit(model_dir)
             model = PeftModel.from_pretrained(model, adapter_dir)
             name += "+adapter"
+        elif m.get("four_bit"):
+            model = load_4bit(model_dir)
+        if m.get("four_bit"):
+            name += "+4bit"
         model.eval()
         entry = {"eos": [], "tokens": []}
         eos = VOCAB + 7  # never produced: every row runs to max_new_tokens

@@ -78,6 +78,8 @@ def main(directory, out_path):
     loader_scalars, loader_text = [], []
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
+        if "tfevents" not in name or not os.path.isfile(path):
+            continue  # a run folder also holds metrics.jsonl, checkpoints/, adapter/, ...
         records = count_records(path)
         n_events, file_version, scalars, text = loader_entries(path)
         if n_events != records:
