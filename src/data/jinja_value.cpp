@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "jinja_ast.hpp"
+#include "loom/core/text_encoding.hpp"
 
 namespace loom::detail::jinja {
 
@@ -177,23 +178,7 @@ std::u32string utf8Decode(const std::string& s) {
 std::string utf8Encode(const std::u32string& s) {
   std::string out;
   out.reserve(s.size());
-  for (const char32_t cp : s) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
+  for (const char32_t cp : s) appendUtf8(out, cp);
   return out;
 }
 

@@ -5,6 +5,7 @@
 // that converts it, instead of failing later as "malformed JSON at column 1".
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <istream>
 #include <string>
@@ -14,6 +15,9 @@ namespace loom {
 
 /// 3 when `head` starts with the UTF-8 byte-order mark (EF BB BF), else 0.
 size_t utf8BomLength(std::string_view head);
+
+/// Appends code point `cp` (<= 0x10FFFF) to `out` as UTF-8.
+void appendUtf8(std::string& out, uint32_t cp);
 
 /// The name of a non-UTF-8 Unicode encoding that `head` (the file's first bytes) shows, by
 /// its byte-order mark or, without one, by the zero bytes of ASCII text in UTF-16/32
