@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -32,6 +33,7 @@
 #include "loom/model/hf_config.hpp"
 #include "loom/model/hf_io.hpp"
 #include "loom/model/lora.hpp"
+#include "loom/model/safetensors.hpp"
 #include "loom/train/answer.hpp"
 #include "loom/train/compare_report.hpp"
 #include "loom/train/evaluate.hpp"
@@ -124,6 +126,40 @@ std::shared_ptr<CausalLm> loadSide(const fs::path& dir, c10::Device device, at::
   options.device = device;
   options.nf4_base = nf4 || hf.quantization == "bnb-nf4";
   return loadModel(dir, options);
+}
+
+/// Before any answer is generated: the adapter's LoRA tensors fit `model` (lora_A [r, in] and
+/// lora_B [out, r] of its projections), read from the file's header alone, so that an adapter
+/// made for another model is refused at once rather than after the "before" pass.
+/// loadAdapter checks everything else (and this again) when it applies the adapter.
+void checkAdapterFits(CausalLm& model, const fs::path& adapter, const fs::path& model_dir) {
+  const fs::path file = adapter / "adapter_model.safetensors";
+  if (!fs::is_regular_file(file)) return;  // loadAdapter names what is missing
+  const SafetensorsFile st(file);
+  std::map<std::string, const Projection*> by_path;
+  for (auto& [path, proj] : model.projections()) by_path[path] = proj;
+  const std::string prefix = "base_model.model.";  // PEFT's names for a causal LM
+  for (const auto& name : st.names()) {
+    for (const std::string kind : {".lora_A.weight", ".lora_B.weight"}) {
+      if (name.size() <= kind.size() + prefix.size() || name.rfind(prefix, 0) != 0 ||
+          name.compare(name.size() - kind.size(), kind.size(), kind) != 0) {
+        continue;
+      }
+      const auto it =
+          by_path.find(name.substr(prefix.size(), name.size() - prefix.size() - kind.size()));
+      if (it == by_path.end()) continue;  // loadAdapter names tensors the model lacks
+      const bool is_a = kind == ".lora_A.weight";
+      const auto& shape = st.entry(name).shape;
+      const int64_t want = is_a ? it->second->inFeatures() : it->second->outFeatures();
+      const bool fits = shape.size() == 2 && (is_a ? shape[1] : shape[0]) == want;
+      LOOM_INPUT_CHECK(fits, "adapter file " << file.string() << ", tensor '" << name << "': shape "
+                                             << at::IntArrayRef(shape) << " where the model "
+                                             << model_dir.string() << " needs "
+                                             << (is_a ? "[r, " : "[") << want
+                                             << (is_a ? "]" : ", r]")
+                                             << ": the adapter was made for another model");
+    }
+  }
 }
 
 /// One line of an answer for the terminal: newlines shown as a return sign, cut to `width`
@@ -220,6 +256,7 @@ int runCompare(const CompareCli& o) {
   LOOM_INFO("compare: " << records.size() << " prompts from " << o.prompts
                         << "; before: " << report.before << "; after: " << report.after);
   auto model = loadSide(sides.base, device, dtype, sides.nf4);
+  if (sides.adapter) checkAdapterFits(*model, *sides.adapter, sides.base);
   const auto before = run_side(*model, "before", &report.eval_before);
   if (sides.adapter) {
     loadAdapter(*model, *sides.adapter);

@@ -225,6 +225,8 @@ TEST_F(CompareCommandReference, BadInputExitsTwoNamingItAndWritesNoReport) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
     for (const auto& e : c.expected) EXPECT_NE(r.output.find(e), std::string::npos) << e;
     EXPECT_EQ(r.output.find("internal error"), std::string::npos);
+    EXPECT_EQ(r.output.find("compare: before:"), std::string::npos)
+        << "refused before any answer is generated (an adapter of another model included)";
     EXPECT_FALSE(fs::exists(path("bad-out"))) << "a refused compare writes nothing";
   }
 }
