@@ -27,17 +27,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::ProcessResult;
 using testing::runProcess;
+using testing::runTrainer;
 using testing::TempDir;
-
-ProcessResult trainer(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{testing::trainerPath()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = runProcess(argv);
-  std::cout << "$ trainer";
-  for (const auto& a : args) std::cout << " " << a;
-  std::cout << "  -> exit " << r.exit_code << "\n" << r.output << "\n";
-  return r;
-}
 
 std::vector<json> readJsonl(const fs::path& file) {
   std::vector<json> out;
@@ -67,9 +58,9 @@ class CompareCommandReference : public ::testing::Test {
     r = testing::runPythonScript("eval_reference.py", {"adapter", (d / "tiny" / "model").string(),
                                                        (d / "adapter").string()});
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = trainer({"prepare", "--tokenizer", (d / "tiny" / "model").string(), "--input",
-                 (d / "tiny" / "eval.jsonl").string(), "--format", "alpaca", "--output",
-                 (d / "eval.h5").string(), "--seq-len", "128", "--no-progress"});
+    r = runTrainer({"prepare", "--tokenizer", (d / "tiny" / "model").string(), "--input",
+                    (d / "tiny" / "eval.jsonl").string(), "--format", "alpaca", "--output",
+                    (d / "eval.h5").string(), "--seq-len", "128", "--no-progress"});
     ASSERT_EQ(r.exit_code, 0) << r.output;
     std::ofstream(d / "run.yaml")
         << "run: {name: compare-test, output_dir: " << (d / "run").string()
@@ -97,9 +88,9 @@ TempDir* CompareCommandReference::dir_ = nullptr;
 TEST_F(CompareCommandReference, ReportAgreesWithGenerateEvalAndTheScoreReferences) {
   const std::string model = path("tiny/model").string(), adapter = path("adapter").string();
   const std::string prompts = path("prompts.jsonl").string();
-  auto r = trainer({"compare", "--config", path("run.yaml").string(), "--adapter", adapter,
-                    "--prompts", prompts, "--max-new-tokens", "16", "--out", path("out").string(),
-                    "--device", "cpu"});
+  auto r = runTrainer({"compare", "--config", path("run.yaml").string(), "--adapter", adapter,
+                       "--prompts", prompts, "--max-new-tokens", "16", "--out",
+                       path("out").string(), "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* text :
        {"before  ROUGE-1", "after   ROUGE-1", "eval loss", "reference:", "report:"}) {
@@ -125,7 +116,7 @@ TEST_F(CompareCommandReference, ReportAgreesWithGenerateEvalAndTheScoreReference
                                      "--output",
                                      path(with_adapter ? "after.jsonl" : "before.jsonl").string()};
     if (with_adapter) args.insert(args.end(), {"--adapter", adapter});
-    ASSERT_EQ(trainer(args).exit_code, 0);
+    ASSERT_EQ(runTrainer(args).exit_code, 0);
     const auto generated = readJsonl(path(with_adapter ? "after.jsonl" : "before.jsonl"));
     ASSERT_EQ(generated.size(), rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -141,10 +132,10 @@ TEST_F(CompareCommandReference, ReportAgreesWithGenerateEvalAndTheScoreReference
   // the same order on the same CPU, so only thread scheduling of reductions could move them:
   // 1e-6 relative is far below the adapter's effect (it moves the loss by ~1e-1).
   const json eval_before = lastJsonLine(
-      trainer({"eval", "--config", path("run.yaml").string(), "--device", "cpu"}).output);
+      runTrainer({"eval", "--config", path("run.yaml").string(), "--device", "cpu"}).output);
   const json eval_after =
-      lastJsonLine(trainer({"eval", "--config", path("run.yaml").string(), "--set",
-                            "finetune.adapter=" + adapter, "--device", "cpu"})
+      lastJsonLine(runTrainer({"eval", "--config", path("run.yaml").string(), "--set",
+                               "finetune.adapter=" + adapter, "--device", "cpu"})
                        .output);
   const double before_loss = report["eval"]["before"]["loss"],
                after_loss = report["eval"]["after"]["loss"];
@@ -221,7 +212,7 @@ TEST_F(CompareCommandReference, BadInputExitsTwoNamingItAndWritesNoReport) {
     std::vector<std::string> args = {
         "compare", "--model", model, "--out", path("bad-out").string(), "--device", "cpu"};
     args.insert(args.end(), c.args.begin(), c.args.end());
-    const auto r = trainer(args);
+    const auto r = runTrainer(args);
     EXPECT_EQ(r.exit_code, 2) << r.output;
     for (const auto& e : c.expected) EXPECT_NE(r.output.find(e), std::string::npos) << e;
     EXPECT_EQ(r.output.find("internal error"), std::string::npos);
@@ -259,10 +250,10 @@ TEST_F(CompareCommandReference, EvalPromptsAreAnsweredDuringTrainingAndLogged) {
   EXPECT_EQ(samples[4][2]["prompt"], "Sort these animals alphabetically.");
 
   // The last answers are the final adapter's: the same fp32 weights, generated the same way.
-  ASSERT_EQ(trainer({"generate", "--model", path("tiny/model").string(), "--adapter",
-                     (run / "adapter").string(), "--prompts", path("prompts.jsonl").string(),
-                     "--max-new-tokens", "8", "--device", "cpu", "--output",
-                     path("final.jsonl").string()})
+  ASSERT_EQ(runTrainer({"generate", "--model", path("tiny/model").string(), "--adapter",
+                        (run / "adapter").string(), "--prompts", path("prompts.jsonl").string(),
+                        "--max-new-tokens", "8", "--device", "cpu", "--output",
+                        path("final.jsonl").string()})
                 .exit_code,
             0);
   const auto final_answers = readJsonl(path("final.jsonl"));

@@ -30,6 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::ProcessResult;
 using testing::runProcess;
+using testing::runTrainer;
 using testing::TempDir;
 using testing::trainerPath;
 
@@ -79,16 +80,6 @@ std::string configText(const std::string& model, const std::string& eval = "",
   return s.str();
 }
 
-ProcessResult trainer(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{trainerPath()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = runProcess(argv);
-  std::cout << "$ trainer";
-  for (const auto& a : args) std::cout << " " << a;
-  std::cout << "  -> exit " << r.exit_code << "\n" << r.output << "\n";
-  return r;
-}
-
 void expectContains(const std::string& text, const std::vector<std::string>& needles) {
   for (const auto& n : needles) {
     EXPECT_NE(text.find(n), std::string::npos) << "output lacks '" << n << "'";
@@ -109,7 +100,7 @@ const char* kTinyConfigJson = R"({
 TEST(EvalCommand, MissingDataEvalNamesTheKeyAndFile) {
   TempDir dir("loom-cmd");
   const auto config = dir.write("run.yaml", configText(dir.path().string()));
-  const auto r = trainer({"eval", "--config", config.string()});
+  const auto r = runTrainer({"eval", "--config", config.string()});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"data.eval", config.string()});
 }
@@ -119,7 +110,7 @@ TEST(EvalCommand, BadDataFileNamesTheKeyLineAndFile) {
   dir.write("config.json", kTinyConfigJson);
   const auto bad = dir.write("eval.h5", "this is not an HDF5 file\n");
   const auto config = dir.write("run.yaml", configText(dir.path().string(), bad.string()));
-  const auto r = trainer({"eval", "--config", config.string()});
+  const auto r = runTrainer({"eval", "--config", config.string()});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"data.eval (" + config.string() + ":11", bad.string()});
 }
@@ -128,7 +119,7 @@ TEST(EvalCommand, MissingModelFolderNamesModelPath) {
   TempDir dir("loom-cmd");
   const auto missing = (dir.path() / "no-such-model").string();
   const auto config = dir.write("run.yaml", configText(missing, "x.h5"));
-  const auto r = trainer({"eval", "--config", config.string()});
+  const auto r = runTrainer({"eval", "--config", config.string()});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"model.path (" + config.string() + ":4", missing});
 }
@@ -145,7 +136,7 @@ TEST(EvalCommand, AdapterWithoutAdapterConfigNamesFinetuneAdapter) {
     if (std::string(command) == "export") {
       args.insert(args.end(), {"--out", (dir.path() / "out").string()});
     }
-    const auto r = trainer(args);
+    const auto r = runTrainer(args);
     EXPECT_EQ(r.exit_code, 2);
     expectContains(r.output,
                    {"finetune.adapter (" + config.string() + ":8", adapter, "adapter_config.json"});
@@ -157,10 +148,10 @@ TEST(EvalCommand, BadFlagsAreRefused) {
   TempDir dir("loom-cmd");
   dir.write("config.json", kTinyConfigJson);
   const auto config = dir.write("run.yaml", configText(dir.path().string(), "x.h5"));
-  auto r = trainer({"eval", "--config", config.string(), "--device", "gpu"});
+  auto r = runTrainer({"eval", "--config", config.string(), "--device", "gpu"});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"--device", "cpu"});
-  r = trainer({"eval", "--config", config.string(), "--batch-size", "0"});
+  r = runTrainer({"eval", "--config", config.string(), "--batch-size", "0"});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"--batch-size"});
 }
@@ -172,7 +163,7 @@ TEST(ExportCommand, RefusesNonEmptyOutputWithoutForce) {
   fs::create_directories(out);
   std::ofstream(out / "keep.txt") << "mine\n";
   const auto config = dir.write("run.yaml", configText(dir.path().string()));
-  const auto r = trainer({"export", "--config", config.string(), "--out", out.string()});
+  const auto r = runTrainer({"export", "--config", config.string(), "--out", out.string()});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {out.string(), "not empty", "--force"});
   EXPECT_TRUE(fs::exists(out / "keep.txt"));
@@ -186,7 +177,7 @@ TEST(ExportCommand, QloraRefusesFullFolderOptionsForItsAdapter) {
   const auto config = dir.write("run.yaml", configText(dir.path().string(), "", "", "qlora"));
   const auto out = dir.path() / "out";
   auto r =
-      trainer({"export", "--config", config.string(), "--out", out.string(), "--dtype", "bf16"});
+      runTrainer({"export", "--config", config.string(), "--out", out.string(), "--dtype", "bf16"});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"--dtype", "an adapter is written in fp32"});
   EXPECT_FALSE(fs::exists(out));
@@ -198,17 +189,18 @@ TEST(ExportCommand, NoAdapterToExportNamesBothPlaces) {
   const auto run_dir = (dir.path() / "run").string();
   const auto config =
       dir.write("run.yaml", configText(dir.path().string(), "", "", "lora", run_dir));
-  auto r = trainer({"export", "--config", config.string(), "--out", (dir.path() / "out").string()});
+  auto r =
+      runTrainer({"export", "--config", config.string(), "--out", (dir.path() / "out").string()});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"finetune.adapter", "run.output_dir (" + config.string() + ":2",
                             run_dir + "/adapter"});
   // An output folder that holds the input would be destroyed by --force: refused.
-  r = trainer({"export", "--config", config.string(), "--merge", "--force", "--out",
-               dir.path().string(), "--set", "finetune.method=full"});
+  r = runTrainer({"export", "--config", config.string(), "--merge", "--force", "--out",
+                  dir.path().string(), "--set", "finetune.method=full"});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"--merge", "full"});
-  r = trainer({"export", "--config", config.string(), "--force", "--out", dir.path().string(),
-               "--set", "finetune.method=full"});
+  r = runTrainer({"export", "--config", config.string(), "--force", "--out", dir.path().string(),
+                  "--set", "finetune.method=full"});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"overlaps"});
   EXPECT_TRUE(fs::exists(dir.path() / "config.json"));
@@ -221,7 +213,7 @@ TEST(ExportCommand, ShardSizeIsCheckedBeforeAnythingElse) {
   const auto out = dir.path() / "out";
   const auto config = dir.write("run.yaml", "trian: {lr: 1}\n");  // never read: refused first
   for (const std::string bad : {"0", "-5", "5XB", "GB", "1e400"}) {
-    const auto r = trainer(
+    const auto r = runTrainer(
         {"export", "--config", config.string(), "--out", out.string(), "--max-shard-size", bad});
     EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
     expectContains(r.output, {"--max-shard-size " + bad});
@@ -234,23 +226,23 @@ TEST(InspectModel, CountsFollowTheConfiguredMethod) {
   dir.write("config.json", kTinyConfigJson);
   // Default: LoRA r=16 all-linear. Per layer r * (in + out) over q(64->96) k,v(64->48)
   // o(96->64) gate,up(64->96) down(96->64): 16 * (160 + 112 + 112 + 160 * 4) = 16384.
-  auto r = trainer({"inspect", "--model", dir.path().string()});
+  auto r = runTrainer({"inspect", "--model", dir.path().string()});
   EXPECT_EQ(r.exit_code, 0);
   expectContains(r.output, {"architecture: qwen3, 2 layers, hidden 64", "LoRA r=16", "all-linear",
                             "(32768, ", "memory estimate", "bfloat16: weights"});
 
   // The config's LoRA: r=8 on q_proj, v_proj: 8 * (160 + 112) * 2 layers = 4352.
   const auto config = dir.write("run.yaml", configText(dir.path().string()));
-  r = trainer({"inspect", "--model", dir.path().string(), "--config", config.string()});
+  r = runTrainer({"inspect", "--model", dir.path().string(), "--config", config.string()});
   EXPECT_EQ(r.exit_code, 0);
   expectContains(r.output, {"LoRA r=8", "q_proj, v_proj", "(4352, "});
 
   const auto full = dir.write("full.yaml", configText(dir.path().string(), "", "", "full"));
-  r = trainer({"inspect", "--model", dir.path().string(), "--config", full.string()});
+  r = runTrainer({"inspect", "--model", dir.path().string(), "--config", full.string()});
   EXPECT_EQ(r.exit_code, 0);
   expectContains(r.output, {"fine-tuning: full"});
 
-  r = trainer({"inspect", "--model", (dir.path() / "nothing").string()});
+  r = runTrainer({"inspect", "--model", (dir.path() / "nothing").string()});
   EXPECT_EQ(r.exit_code, 2);
   expectContains(r.output, {"--model", "config.json"});
 }
@@ -262,7 +254,8 @@ TEST(InspectModel, PrintsTheMemoryOfEachKindOfRank) {
       "run.yaml", configText(dir.path().string(), "", "", "qlora") +
                       "cluster:\n  ranks:\n    - {match: {gpu: \"1050\"}, dtype: fp32, "
                       "micro_batch: 1, loss_chunk_tokens: 64, gradient_checkpointing: true}\n");
-  const auto r = trainer({"inspect", "--model", dir.path().string(), "--config", config.string()});
+  const auto r =
+      runTrainer({"inspect", "--model", dir.path().string(), "--config", config.string()});
   EXPECT_EQ(r.exit_code, 0);
   expectContains(r.output, {"memory per rank", "defaults: fp32, micro_batch 1: base ", "(nf4)",
                             "cluster.ranks[0] (gpu ~ 1050): fp32, micro_batch 1", "(64 tokens)",
@@ -294,13 +287,13 @@ TEST(InspectModel, ChecksTheWeightsWhenTheFolderHasThem) {
   const auto weights = dir.path() / "model.safetensors";
   writeZeroSafetensors(weights,
                        {{"model.embed_tokens.weight", {256, 64}}, {"model.norm.weight", {64}}});
-  auto r = trainer({"inspect", "--model", dir.path().string()});
+  auto r = runTrainer({"inspect", "--model", dir.path().string()});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   expectContains(r.output, {"weights: 2 tensors, headers and sizes checked"});
 
   // Truncated (a download cut short): refused, naming the file, before any count is printed.
   fs::resize_file(weights, fs::file_size(weights) - 100);
-  r = trainer({"inspect", "--model", dir.path().string()});
+  r = runTrainer({"inspect", "--model", dir.path().string()});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   expectContains(r.output, {weights.string()});
   EXPECT_EQ(r.output.find("architecture:"), std::string::npos) << r.output;
@@ -308,7 +301,7 @@ TEST(InspectModel, ChecksTheWeightsWhenTheFolderHasThem) {
   // GPTQ/AWQ weights are named as such, not reported as a missing weight.
   writeZeroSafetensors(weights, {{"model.layers.0.self_attn.q_proj.qweight", {8, 96}},
                                  {"model.layers.0.self_attn.q_proj.scales", {1, 96}}});
-  r = trainer({"inspect", "--model", dir.path().string()});
+  r = runTrainer({"inspect", "--model", dir.path().string()});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   expectContains(r.output, {weights.parent_path().string(), "q_proj.qweight", "GPTQ/AWQ"});
 }
@@ -388,8 +381,8 @@ TEST(GenerateCommandReference, AnswersPromptsAndStopsWhereAsked) {
                 "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": "
                 "\"assistant\", \"content\": \"hello\"}]}\n{\"prompt\": \"Count to three.\"}\n");
   const auto out = dir.path() / "out.jsonl";
-  auto r = trainer({"generate", "--model", model, "--prompts", prompts.string(), "--output",
-                    out.string(), "--max-new-tokens", "12", "--device", "cpu"});
+  auto r = runTrainer({"generate", "--model", model, "--prompts", prompts.string(), "--output",
+                       out.string(), "--max-new-tokens", "12", "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expectContains(r.output, {"prefill", "decode", "tokens/s", "3 answer(s) written"});
   std::vector<nlohmann::json> records;
@@ -427,8 +420,8 @@ TEST(GenerateCommandReference, AnswersPromptsAndStopsWhereAsked) {
   }
   {
     const auto out2 = dir.path() / "out2.jsonl";
-    r = trainer({"generate", "--model", model, "--prompt", prompt, "--output", out2.string(),
-                 "--max-new-tokens", "12", "--stop", stop, "--device", "cpu"});
+    r = runTrainer({"generate", "--model", model, "--prompt", prompt, "--output", out2.string(),
+                    "--max-new-tokens", "12", "--stop", stop, "--device", "cpu"});
     ASSERT_EQ(r.exit_code, 0) << r.output;
     std::ifstream in(out2);
     std::string line;
@@ -443,11 +436,11 @@ TEST(GenerateCommandReference, AnswersPromptsAndStopsWhereAsked) {
                                                         {"--max-new-tokens", "0"},
                                                         {"--chat-template", "mistral"},
                                                         {"--device", "gpu"}}) {
-    r = trainer({"generate", "--model", model, "--prompt", "x", flag, value});
+    r = runTrainer({"generate", "--model", model, "--prompt", "x", flag, value});
     EXPECT_EQ(r.exit_code, 2) << flag << " " << value << ": " << r.output;
     expectContains(r.output, {flag});
   }
-  r = trainer({"generate", "--model", model});
+  r = runTrainer({"generate", "--model", model});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   expectContains(r.output, {"--prompt"});
 }
@@ -469,19 +462,19 @@ TEST(EvalCommandReference, LossEqualsTransformersAndPeft) {
       << "the adapter should change the loss";
 
   // Base (with a fresh LoRA, B = 0: the base's loss), packed and one sample per row.
-  auto r = trainer({"eval", "--config", base_cfg.string(), "--device", "cpu"});
+  auto r = runTrainer({"eval", "--config", base_cfg.string(), "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0);
   expectEvalEquals(lastJsonLine(r.output), base_ref, "base, packed");
-  r = trainer({"eval", "--config", base_cfg.string(), "--device", "cpu", "--batch-size", "1",
-               "--set", "data.packing=false"});
+  r = runTrainer({"eval", "--config", base_cfg.string(), "--device", "cpu", "--batch-size", "1",
+                  "--set", "data.packing=false"});
   ASSERT_EQ(r.exit_code, 0);
   expectEvalEquals(lastJsonLine(r.output), base_ref, "base, unpacked");
-  r = trainer(
+  r = runTrainer(
       {"eval", "--config", base_cfg.string(), "--device", "cpu", "--set", "finetune.method=full"});
   ASSERT_EQ(r.exit_code, 0);
   expectEvalEquals(lastJsonLine(r.output), base_ref, "base, method full");
 
-  r = trainer({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
+  r = runTrainer({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0);
   expectEvalEquals(lastJsonLine(r.output), peft_ref, "PEFT adapter");
   expectJsonIsLastStdoutLine({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
@@ -497,25 +490,25 @@ TEST(ExportCommandReference, OutputsLoadInTransformersAndPeft) {
   const auto exported_adapter = dir.path() / "exports" / "adapter";
   const auto full = dir.path() / "exports" / "full";
 
-  auto r = trainer({"export", "--config", config.string(), "--out", merged.string(), "--merge",
-                    "--max-shard-size", "100000"});
+  auto r = runTrainer({"export", "--config", config.string(), "--out", merged.string(), "--merge",
+                       "--max-shard-size", "100000"});
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_TRUE(fs::exists(merged / "model.safetensors.index.json")) << "expected shards";
-  r = trainer({"export", "--config", config.string(), "--out", exported_adapter.string()});
+  r = runTrainer({"export", "--config", config.string(), "--out", exported_adapter.string()});
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_TRUE(fs::exists(exported_adapter / "adapter_config.json"));
   // Full method: the run has no final model folder, so model.path is re-saved.
   const auto full_cfg = dir.write("full.yaml", configText(model, "", "", "full", run_dir));
-  r = trainer({"export", "--config", full_cfg.string(), "--out", full.string()});
+  r = runTrainer({"export", "--config", full_cfg.string(), "--out", full.string()});
   ASSERT_EQ(r.exit_code, 0);
 
   // Nothing staged is left behind, and a second export needs --force.
   for (const auto& entry : fs::directory_iterator(dir.path() / "exports")) {
     EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
   }
-  r = trainer({"export", "--config", config.string(), "--out", merged.string(), "--merge"});
+  r = runTrainer({"export", "--config", config.string(), "--out", merged.string(), "--merge"});
   EXPECT_EQ(r.exit_code, 2);
-  r = trainer(
+  r = runTrainer(
       {"export", "--config", config.string(), "--out", merged.string(), "--merge", "--force"});
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_FALSE(fs::exists(merged / "model.safetensors.index.json")) << "old shards replaced";
@@ -573,10 +566,10 @@ TEST(QloraReference, EvalEqualsTransformersWithBitsandbytes4bit) {
     const auto base_cfg = dir.write("base.yaml", configText(model, data.string(), "", "qlora"));
     const auto peft_cfg =
         dir.write("peft.yaml", configText(model, data.string(), adapter, "qlora"));
-    auto r = trainer({"eval", "--config", base_cfg.string(), "--device", "cpu"});
+    auto r = runTrainer({"eval", "--config", base_cfg.string(), "--device", "cpu"});
     ASSERT_EQ(r.exit_code, 0);
     expectEvalNear(lastJsonLine(r.output), base4, variant + " qlora base vs bnb", 1e-6);
-    r = trainer({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
+    r = runTrainer({"eval", "--config", peft_cfg.string(), "--device", "cpu"});
     ASSERT_EQ(r.exit_code, 0);
     expectEvalNear(lastJsonLine(r.output), peft4, variant + " qlora + PEFT adapter vs bnb", 1e-6);
   }
@@ -592,9 +585,9 @@ TEST(QloraReference, TrainedAdapterPrequantizedFolderAndMergeAgreeWithTransforme
   const auto run_dir = dir.path() / "run";
   const auto cfg =
       dir.write("train.yaml", configText(model, data.string(), "", "qlora", run_dir.string()));
-  auto r =
-      trainer({"--config", cfg.string(), "--set", "data.train=" + data.string(), "--set",
-               "train.max_steps=3", "--set", "train.lr=1e-2", "--set", "checkpoint.resume=never"});
+  auto r = runTrainer({"--config", cfg.string(), "--set", "data.train=" + data.string(), "--set",
+                       "train.max_steps=3", "--set", "train.lr=1e-2", "--set",
+                       "checkpoint.resume=never"});
   ASSERT_EQ(r.exit_code, 0);
   const auto adapter = (run_dir / "adapter").string();
   ASSERT_TRUE(fs::exists(run_dir / "adapter" / "adapter_config.json"));
@@ -603,7 +596,7 @@ TEST(QloraReference, TrainedAdapterPrequantizedFolderAndMergeAgreeWithTransforme
   const Reference peft4 =
       pythonLoss({"loss", model, data.string(), seq, "--4bit", "--adapter", adapter});
   const auto eval_cfg = dir.write("eval.yaml", configText(model, data.string(), adapter, "qlora"));
-  r = trainer({"eval", "--config", eval_cfg.string(), "--device", "cpu"});
+  r = runTrainer({"eval", "--config", eval_cfg.string(), "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0);
   const auto loom_qlora = lastJsonLine(r.output);
   expectEvalNear(loom_qlora, peft4, "Loom-trained QLoRA adapter vs PEFT over bnb 4-bit", 1e-6);
@@ -613,7 +606,7 @@ TEST(QloraReference, TrainedAdapterPrequantizedFolderAndMergeAgreeWithTransforme
   auto py = testing::runPythonScript("eval_reference.py", {"save4bit", model, m4});
   ASSERT_EQ(py.exit_code, 0) << py.output;
   const auto pre_cfg = dir.write("pre.yaml", configText(m4, data.string(), adapter, "qlora"));
-  r = trainer({"eval", "--config", pre_cfg.string(), "--device", "cpu"});
+  r = runTrainer({"eval", "--config", pre_cfg.string(), "--device", "cpu"});
   ASSERT_EQ(r.exit_code, 0);
   const auto loom_pre = lastJsonLine(r.output);
   std::cout << "pre-quantized folder: loss " << loom_pre["loss"] << ", quantized by Loom "
@@ -650,7 +643,7 @@ TEST(QloraReference, TrainedAdapterPrequantizedFolderAndMergeAgreeWithTransforme
     saveSafetensors(bad / "model.safetensors", tensors);
     const auto bad_cfg =
         dir.write("bad-" + c.name + ".yaml", configText(bad.string(), data.string(), "", "qlora"));
-    r = trainer({"eval", "--config", bad_cfg.string(), "--device", "cpu"});
+    r = runTrainer({"eval", "--config", bad_cfg.string(), "--device", "cpu"});
     EXPECT_EQ(r.exit_code, 2) << c.name;
     expectContains(r.output, {(bad / "model.safetensors").string(), victim, c.expect});
   }
@@ -659,7 +652,7 @@ TEST(QloraReference, TrainedAdapterPrequantizedFolderAndMergeAgreeWithTransforme
   const auto merged = dir.path() / "merged";
   const auto export_cfg =
       dir.write("export.yaml", configText(model, "", "", "qlora", run_dir.string()));
-  r = trainer({"export", "--config", export_cfg.string(), "--out", merged.string(), "--merge"});
+  r = runTrainer({"export", "--config", export_cfg.string(), "--out", merged.string(), "--merge"});
   ASSERT_EQ(r.exit_code, 0);
   const auto merged_config = nlohmann::json::parse(testing::readFile(merged / "config.json"));
   EXPECT_FALSE(merged_config.contains("quantization_config"));

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -133,6 +134,16 @@ std::string readFile(const std::filesystem::path& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+ProcessResult runTrainer(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{trainerPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = runProcess(argv);
+  std::cout << "$ trainer";
+  for (const auto& a : args) std::cout << " " << a;
+  std::cout << "  -> exit " << r.exit_code << "\n" << r.output << "\n";
+  return r;
 }
 
 }  // namespace loom::testing

@@ -32,6 +32,10 @@ struct ProcessResult {
 /// Runs `argv` (no shell), capturing stdout+stderr; `stdin` is /dev/null.
 ProcessResult runProcess(const std::vector<std::string>& argv);
 
+/// Runs the trainer executable with `args` and echoes the command line, its exit code and
+/// its output to stdout (the test log shows what each case ran and printed).
+ProcessResult runTrainer(const std::vector<std::string>& args);
+
 /// An environment variable set by ctest (see tests/CMakeLists.txt); fails the test if unset.
 std::string requireEnv(const char* name);
 
