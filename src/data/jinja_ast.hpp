@@ -184,6 +184,7 @@ struct Stmt {
 struct Program {
   std::string where;
   Body body;
+  bool has_generation = false;  // holds a {% generation %} block
 };
 
 /// Parses tokens into a program; refuses unknown and unsupported constructs.

@@ -125,6 +125,11 @@ class Renderer {
     for (const auto& [key, value] : context.items()) scopes_.back()[key] = Value::fromJson(value);
   }
 
+  /// Records the [begin, end) byte offsets of each {% generation %} block's output.
+  void recordGenerationSpans(std::vector<std::pair<size_t, size_t>>* spans) {
+    generation_spans_ = spans;
+  }
+
   std::string run(const Body& body) {
     execBody(body);
     return std::move(out_);
@@ -178,13 +183,22 @@ class Renderer {
       case Stmt::Kind::SetBlock: {
         std::string saved = std::move(out_);
         out_.clear();
+        ++capturing_;
         const Flow flow = execBody(s.body);
+        --capturing_;
         scopes_.back()[s.targets[0]] = Value::string(std::move(out_));
         out_ = std::move(saved);
         return flow;
       }
-      case Stmt::Kind::Generation:
-        return execBody(s.body);
+      case Stmt::Kind::Generation: {
+        // Offsets into the final text only: a block rendered into a {% set %} capture has
+        // none (transformers' renderer records them the same way, from the output stream).
+        const size_t begin = out_.size();
+        const Flow flow = execBody(s.body);
+        if (generation_spans_ && capturing_ == 0)
+          generation_spans_->push_back({begin, out_.size()});
+        return flow;
+      }
       case Stmt::Kind::Break:
         return Flow::kBreak;
       case Stmt::Kind::Continue:
@@ -411,6 +425,8 @@ class Renderer {
   const std::string& where_;
   std::vector<std::unordered_map<std::string, Value>> scopes_;
   std::string out_;
+  int capturing_ = 0;  // depth of {% set %} blocks being captured
+  std::vector<std::pair<size_t, size_t>>* generation_spans_ = nullptr;
   int64_t loop_depth_ = 0;
 };
 
@@ -429,6 +445,16 @@ JinjaTemplate JinjaTemplate::parse(const std::string& source, const std::string&
 std::string JinjaTemplate::render(const nlohmann::ordered_json& context) const {
   return detail::jinja::Renderer(*program_, context).run(program_->body);
 }
+
+std::string JinjaTemplate::render(const nlohmann::ordered_json& context,
+                                  std::vector<std::pair<size_t, size_t>>& generation_spans) const {
+  generation_spans.clear();
+  detail::jinja::Renderer renderer(*program_, context);
+  renderer.recordGenerationSpans(&generation_spans);
+  return renderer.run(program_->body);
+}
+
+bool JinjaTemplate::hasGeneration() const { return program_->has_generation; }
 
 const std::string& JinjaTemplate::where() const { return program_->where; }
 

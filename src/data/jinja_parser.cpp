@@ -25,6 +25,8 @@ class Parser {
       : tokens_(tokens), where_(where) {}
 
   Body parseTemplate() { return parseBody({}); }
+  /// Whether parseTemplate() met a {% generation %} block.
+  bool hasGeneration() const { return has_generation_; }
 
  private:
   const Token& peek(size_t ahead = 0) const {
@@ -137,6 +139,7 @@ class Parser {
       parseSet(*s);
     } else if (name == "generation") {
       s->kind = Stmt::Kind::Generation;
+      has_generation_ = true;
       expectBlockEnd();
       s->body = parseBody({"endgeneration"});
       next();
@@ -595,6 +598,7 @@ class Parser {
   const std::vector<Token>& tokens_;
   const std::string& where_;
   size_t pos_ = 0;
+  bool has_generation_ = false;
 };
 
 }  // namespace
@@ -602,7 +606,9 @@ class Parser {
 std::unique_ptr<Program> parseProgram(const std::vector<Token>& tokens, const std::string& where) {
   auto program = std::make_unique<Program>();
   program->where = where;
-  program->body = Parser(tokens, where).parseTemplate();
+  Parser parser(tokens, where);
+  program->body = parser.parseTemplate();
+  program->has_generation = parser.hasGeneration();
   return program;
 }
 

@@ -315,15 +315,7 @@ TEST(JinjaParity, ConstructsMatchJinja2) {
 
 // ---------------------------------------------------------------- real chat templates
 
-std::filesystem::path tokenizersDir() {
-  if (const char* qwen3 = std::getenv("LOOM_QWEN3_TOKENIZER"); qwen3 && *qwen3) {
-    return std::filesystem::path(qwen3).parent_path();
-  }
-  if (const char* src = std::getenv("LOOM_SOURCE_DIR"); src && *src) {
-    return std::filesystem::path(src) / ".." / "shared" / "tokenizers";
-  }
-  return {};
-}
+std::filesystem::path tokenizersDir() { return testing::sharedTokenizersDir(); }
 
 std::vector<json> conversations() {
   return {

@@ -228,7 +228,7 @@ TEST_F(Prepare, AlpacaRoundTripEqualsChatTemplateTokenization) {
   EXPECT_EQ(c.info.eos_id, *tok.eosId());
   EXPECT_EQ(c.info.pad_id, *tok.padId());
   EXPECT_EQ(s.train.loss_tokens, loss);
-  EXPECT_EQ(json::parse(c.info.template_name).at("chat_template"), "qwen");
+  EXPECT_EQ(json::parse(c.info.template_name).at("chat_template"), "built-in qwen");
 }
 
 TEST_F(Prepare, ChatRoundTripMasksAssistantTurnsOnly) {
@@ -266,11 +266,11 @@ TEST_F(Prepare, ChatTemplateFamilyIsDetectedOrRefused) {
   runPrepare(o);
   const Tokenizer tok = Tokenizer::fromDir(llama.path());
   const Contents c = readAll(o.output);
-  EXPECT_EQ(json::parse(c.info.template_name).at("chat_template"), "llama3");
+  EXPECT_EQ(json::parse(c.info.template_name).at("chat_template"), "built-in llama3");
   EXPECT_EQ(tok.decode({c.tokens[0][0]}), "<|begin_of_text|>");
   EXPECT_EQ(decodeMasked(tok, c.tokens[0], c.masks[0], 1), "0 + 0 = 0<|eot_id|>");
   // Forcing the other family onto a tokenizer without its tokens is refused.
-  o.chat_template = ChatTemplate::kQwen;
+  o.chat_template = "qwen";
   try {
     runPrepare(o);
     FAIL() << "expected an InputError";
@@ -652,7 +652,7 @@ TEST(PrepareCli, RoundTripAndSummary) {
       cli.prepare({"--input", in.string(), "--format", "alpaca", "--output", cli.out(), "--threads",
                    "2", "--val-fraction", "0.25", "--val-output", cli.val(), "--seed", "3"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("records 20"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("read 20, kept 20"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("loss tokens"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("length min"), std::string::npos) << r.output;
   const Hdf5Dataset train(cli.out());
@@ -727,8 +727,8 @@ TEST(PrepareCli, EmptyFileIsRefused) {
 TEST(PrepareCli, UnknownFormatIsRefused) {
   Cli cli;
   const auto in = cli.tmp.write("a.jsonl", jsonl(alpacaRecords(2)));
-  cli.expectRefused({"--input", in.string(), "--format", "sharegpt"},
-                    {"--format", "sharegpt", "alpaca, chat, text or template"});
+  cli.expectRefused({"--input", in.string(), "--format", "openai"},
+                    {"--format", "openai", "alpaca, chat, sharegpt, text or template"});
 }
 
 TEST(PrepareCli, MissingTokenizerIsRefused) {
@@ -787,7 +787,7 @@ TEST_F(Prepare, InspectShowsSummaryAndMarksContext) {
   inspectDataset(d, out);
   const std::string text = out.str();
   EXPECT_NE(text.find("samples         5"), std::string::npos) << text;
-  EXPECT_NE(text.find("\"chat_template\":\"qwen\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"chat_template\":\"built-in qwen\""), std::string::npos) << text;
   EXPECT_NE(text.find("--- sample 3:"), std::string::npos) << text;
   // Context in brackets, the answer and its closing token plain.
   EXPECT_NE(text.find("\xE2\x9F\xA6<|im_start|>user\nAdd 3 and 6.<|im_end|>\n"), std::string::npos)

@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     o.val_output = loom::fuzz::scratchDir() / "val.h5";
   }
   if (flags & 64) {
-    o.chat_template = flags & 128 ? loom::ChatTemplate::kLlama3 : loom::ChatTemplate::kQwen;
+    o.chat_template = flags & 128 ? "llama3" : "qwen";
   }
   o.seq_len = 2 + data[1];
   if (o.format == loom::PrepareFormat::kTemplate) {

@@ -146,4 +146,14 @@ ProcessResult runTrainer(const std::vector<std::string>& args) {
   return r;
 }
 
+std::filesystem::path sharedTokenizersDir() {
+  if (const char* qwen3 = std::getenv("LOOM_QWEN3_TOKENIZER"); qwen3 && *qwen3) {
+    return std::filesystem::path(qwen3).parent_path();
+  }
+  if (const char* src = std::getenv("LOOM_SOURCE_DIR"); src && *src) {
+    return std::filesystem::path(src) / ".." / "shared" / "tokenizers";
+  }
+  return {};
+}
+
 }  // namespace loom::testing

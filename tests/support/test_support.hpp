@@ -46,6 +46,10 @@ std::string pythonPath();
 /// The project source root.
 std::filesystem::path sourceDir();
 
+/// The real tokenizer folders (qwen3, qwen2_5, llama3_1): LOOM_QWEN3_TOKENIZER's parent, or
+/// <source>/../shared/tokenizers; empty when neither is set.
+std::filesystem::path sharedTokenizersDir();
+
 /// Runs tests/python/<script> with the project Python; returns its result.
 ProcessResult runPythonScript(const std::string& script, const std::vector<std::string>& args);
 

@@ -8,6 +8,9 @@ namespace loom {
 /// "1:02:03" or "4:05"; "--:--" for a negative or non-finite duration (unknown ETA).
 std::string formatDuration(double seconds);
 
+/// A count for people: "950", "12.3k", "4.56M", "1.20G".
+std::string formatCount(double value);
+
 }  // namespace loom
 
 namespace loom {

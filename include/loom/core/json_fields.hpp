@@ -17,4 +17,11 @@ std::string requireString(const nlohmann::json& record, const char* field, const
 std::string optionalString(const nlohmann::json& record, const char* field,
                            const std::string& where);
 
+/// The same for records parsed with their key order kept (chat data, whose key order a
+/// template's tojson shows).
+std::string requireString(const nlohmann::ordered_json& record, const char* field,
+                          const std::string& where, const char* expected);
+std::string optionalString(const nlohmann::ordered_json& record, const char* field,
+                           const std::string& where);
+
 }  // namespace loom

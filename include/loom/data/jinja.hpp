@@ -18,6 +18,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -39,6 +41,15 @@ class JinjaTemplate {
   /// loom::InputError naming where, line and column on a runtime error (an undefined
   /// value used, a type error) and with the template's own message on raise_exception().
   std::string render(const nlohmann::ordered_json& context) const;
+
+  /// render(), and the byte ranges [begin, end) of the text that each {% generation %}
+  /// block produced, in order: the assistant's output, as transformers'
+  /// return_assistant_tokens_mask reads it.
+  std::string render(const nlohmann::ordered_json& context,
+                     std::vector<std::pair<size_t, size_t>>& generation_spans) const;
+
+  /// True when the template marks the assistant's output with {% generation %} blocks.
+  bool hasGeneration() const;
 
   /// The name given to parse().
   const std::string& where() const;
