@@ -106,6 +106,7 @@ std::string_view trainOnName(TrainOn train_on) {
 struct ChatRenderer::Impl {
   std::optional<JinjaTemplate> jinja;
   ChatTemplate family = ChatTemplate::kQwen;  // when !jinja
+  bool think_token = false;                   // the tokenizer has Qwen3's <think>
   ordered_json special_tokens = ordered_json::object();
   std::string description;
   std::string hash;
@@ -214,6 +215,7 @@ ChatRenderer ChatRenderer::forTokenizer(const std::filesystem::path& dir,
     impl->description = "built-in " + std::string(chatTemplateName(family));
     impl->hash = detail::sha256Hex(impl->description);
     impl->reads_reasoning = family == ChatTemplate::kQwen;
+    impl->think_token = tokenizer.tokenToId("<think>").has_value();
   };
   auto use_jinja = [&](const std::string& source, const std::string& where) {
     impl->jinja = JinjaTemplate::parse(source, where);
@@ -252,12 +254,32 @@ ChatRenderer ChatRenderer::forTokenizer(const std::filesystem::path& dir,
   return ChatRenderer(std::move(impl));
 }
 
+bool ChatRenderer::available(const std::filesystem::path& dir, const Tokenizer& tokenizer) {
+  if (tokenizer.tokenToId("<|im_start|>") || tokenizer.tokenToId("<|start_header_id|>")) {
+    return true;
+  }
+  if (std::filesystem::is_regular_file(dir / "chat_template.jinja")) return true;
+  const auto config_file = dir / "tokenizer_config.json";
+  if (!std::filesystem::is_regular_file(config_file)) return false;
+  const auto config = nlohmann::json::parse(readFileOrThrow(config_file, "tokenizer config"),
+                                            nullptr, /*allow_exceptions=*/false);
+  return config.is_object() && config.contains("chat_template") &&
+         !config.at("chat_template").is_null();
+}
+
 std::string ChatRenderer::render(const ordered_json& messages, bool add_generation_prompt,
                                  const ChatRenderOptions& options) const {
   if (impl_->jinja) {
     return impl_->jinja->render(impl_->context(messages, add_generation_prompt, options));
   }
-  return renderChat(impl_->family, toChatMessages(messages, "chat"), add_generation_prompt).text();
+  std::string text =
+      renderChat(impl_->family, toChatMessages(messages, "chat"), add_generation_prompt).text();
+  // Qwen3's template with enable_thinking=False: an empty think block opens the answer.
+  if (add_generation_prompt && impl_->family == ChatTemplate::kQwen && impl_->think_token &&
+      options.enable_thinking == false) {
+    text += "<think>\n\n</think>\n\n";
+  }
+  return text;
 }
 
 ChatSample ChatRenderer::encode(const Tokenizer& tokenizer, const ordered_json& messages,

@@ -207,6 +207,16 @@ bool hasAnswer(const ordered_json& messages) {
   return false;
 }
 
+ordered_json toJsonMessages(const std::vector<ChatMessage>& messages) {
+  ordered_json out = ordered_json::array();
+  for (const auto& m : messages) {
+    ordered_json j = {{"role", m.role}, {"content", m.content}};
+    if (m.reasoning_content) j["reasoning_content"] = *m.reasoning_content;
+    out.push_back(normalised(j));
+  }
+  return out;
+}
+
 std::vector<ChatMessage> toChatMessages(const ordered_json& messages, const std::string& where) {
   std::vector<ChatMessage> out;
   out.reserve(messages.size());

@@ -5,6 +5,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/json_fields.hpp"
 #include "loom/core/text_encoding.hpp"
+#include "loom/data/conversation.hpp"
 #include "loom/data/prepare.hpp"
 #include "loom/data/tokenizer.hpp"
 
@@ -80,32 +81,27 @@ PromptStyle promptStyleFor(const Tokenizer& tokenizer, const std::string& chat_t
                            bool thinking, const std::string& flag) {
   PromptStyle style;
   style.thinking = thinking;
-  style.qwen3 = tokenizer.tokenToId("<think>").has_value();
-  if (chat_template == "auto") {
-    style.family = detectChatTemplate(tokenizer);
-    LOOM_INPUT_CHECK(style.family, flag << " auto: " << tokenizer.path().string()
-                                        << " has no chat tokens of a known family; pass " << flag
-                                        << " qwen|llama3|none");
-  } else if (chat_template != "none") {
-    style.family = parseChatTemplate(chat_template, flag);
+  if (chat_template != "none") {
+    style.renderer =
+        ChatRenderer::forTokenizer(tokenizer.path().parent_path(), tokenizer, chat_template, flag);
   }
   return style;
 }
 
 std::string renderPrompt(const PromptStyle& style, const PromptRecord& record) {
-  if (!style.family) {
+  if (!style.renderer) {
     LOOM_INPUT_CHECK(
         record.messages.size() == 1 && record.messages[0].role == "user",
         record.where << ": --chat-template none takes plain prompts, not conversations");
     return record.messages[0].content;
   }
-  std::string text =
-      renderChat(*style.family, record.messages, /*add_generation_prompt=*/true).text();
-  // Qwen3's template with enable_thinking=False: an empty think block opens the answer.
-  if (*style.family == ChatTemplate::kQwen && style.qwen3 && !style.thinking) {
-    text += "<think>\n\n</think>\n\n";
+  ChatRenderOptions options;
+  options.enable_thinking = style.thinking;
+  try {
+    return style.renderer->render(toJsonMessages(record.messages), true, options);
+  } catch (const InputError& e) {
+    throw InputError(record.where + ": " + e.what());
   }
-  return text;
 }
 
 }  // namespace loom

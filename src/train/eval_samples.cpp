@@ -1,6 +1,7 @@
 #include "loom/train/eval_samples.hpp"
 
-#include "loom/data/prepare.hpp"
+#include "loom/data/chat_renderer.hpp"
+#include "loom/data/prompts.hpp"
 #include "loom/data/tokenizer.hpp"
 #include "loom/model/decoder.hpp"
 
@@ -10,7 +11,7 @@ EvalSamples::EvalSamples(const std::string& prompts_file, const std::string& mod
                          int64_t max_new_tokens)
     : tokenizer_(std::make_unique<Tokenizer>(Tokenizer::fromDir(model_dir))),
       records_(readPromptsFile(prompts_file)) {
-  const bool chat = detectChatTemplate(*tokenizer_).has_value();
+  const bool chat = ChatRenderer::available(model_dir, *tokenizer_);
   const PromptStyle style =
       promptStyleFor(*tokenizer_, chat ? "auto" : "none", /*thinking=*/true, "chat template");
   for (const auto& r : records_) {

@@ -353,6 +353,50 @@ class InputCases:
                 [src], fmt, extra=extra, seq_len="1" if cid == "seq_len_one" else "64"), words=words,
                       absent=["out.h5", "val.h5"])
 
+        # Conversations, options, mixing and the model's own template (issue 14).
+        sharegpt = (json.dumps({"conversations": [{"from": "human", "value": "Hi"},
+                                                  {"from": "gpt", "value": "Hello"}]}) + "\n")
+        self.case("prepare.control_sharegpt", g, self.prep_argv(["in.jsonl"], "sharegpt"), exit=0,
+                  files={"in.jsonl": sharegpt * 3}, post=[{"exists": "out.h5"}])
+        bad("sharegpt_unknown_from", "in.jsonl", sharegpt + json.dumps(
+            {"conversations": [{"from": "human", "value": "Hi"}, {"from": "bot", "value": "x"}]})
+            + "\n", "sharegpt", ["in.jsonl:2", "conversations[1].from", "bot"])
+        user_only = json.dumps({"messages": [{"role": "user", "content": "Hi"}]}) + "\n"
+        bad("last_assistant_without_assistant", "in.jsonl", jl(alpaca_lines[:0]) + user_only,
+            "chat", ["in.jsonl:1", "messages", "last-assistant"],
+            extra=["--train-on", "last-assistant"])
+        for cid, spec in (("weight_negative", "in.jsonl:-1"), ("weight_not_a_number", "in.jsonl:abc"),
+                          ("weight_zero", "in.jsonl:0")):
+            self.case("prepare." + cid, g, self.prep_argv([spec], "alpaca"),
+                      words=[spec, "not a positive number"], files={"in.jsonl": alpaca},
+                      absent=["out.h5"])
+        self.case("prepare.weight_on_some_inputs", g, self.prep_argv(
+            ["in.jsonl:0.5", "{base}/inputs/alpaca.jsonl"], "alpaca"),
+                  words=["--input", "every input or to none"], files={"in.jsonl": alpaca},
+                  absent=["out.h5"])
+        self.case("prepare.control_mix", g, self.prep_argv(
+            ["in.jsonl:0.3", "{base}/inputs/alpaca.jsonl:0.7"], "alpaca",
+            extra=["--report", "report.json"]), exit=0, files={"in.jsonl": alpaca},
+                  post=[{"exists": "out.h5"}, {"exists": "report.json"}])
+        d = self.case("prepare.template_unsupported_construct", g, self.prep_argv(
+            ["{base}/inputs/chat.jsonl"], "chat", tok="tok"),
+                      words=["chat_template.jinja:2:", "macro", "not supported"], absent=["out.h5"])
+        self.write(self.tok_copy(d), "chat_template.jinja",
+                   "{{ bos_token }}\n{% macro turn(m) %}{{ m.content }}{% endmacro %}")
+        d = self.case("prepare.template_raises", g, self.prep_argv(
+            ["{base}/inputs/chat.jsonl"], "chat", tok="tok"),
+                      words=["chat.jsonl:1", "roles must alternate"], absent=["out.h5"])
+        self.write(self.tok_copy(d), "chat_template.jinja",
+                   "{{ raise_exception('Conversation roles must alternate user/assistant') }}")
+        bad("reasoning_field_for_chat", "in.jsonl", user_only, "chat",
+            ["--fields", "reasoning=", "alpaca"], extra=["--fields", "reasoning=Complex_CoT"])
+        bad("fields_unknown_key", "in.jsonl", alpaca, "alpaca", ["--fields", "answer"],
+            extra=["--fields", "answer=Response"])
+        bad("thinking_bad", "in.jsonl", alpaca, "alpaca", ["--thinking", "maybe"],
+            extra=["--thinking", "maybe"])
+        bad("train_on_bad", "in.jsonl", alpaca, "alpaca", ["--train-on", "everything"],
+            extra=["--train-on", "everything"])
+
     def tok_copy(self, d, name="tok"):
         t = os.path.join(d, name)
         os.makedirs(t)

@@ -79,6 +79,10 @@ class ChatRenderer {
                                    const Tokenizer& tokenizer, const std::string& choice,
                                    const std::string& flag);
 
+  /// True when forTokenizer(tokenizer_dir, tokenizer, "auto", ...) finds something to render
+  /// with: a template of the folder's own, or a known family's tokens.
+  static bool available(const std::filesystem::path& tokenizer_dir, const Tokenizer& tokenizer);
+
   /// The template's text for `messages` (a JSON array of message objects, see
   /// conversation.hpp). InputError (without a place: the caller adds the record's) on a
   /// template error such as raise_exception("Conversation roles must alternate").

@@ -69,6 +69,9 @@ std::vector<size_t> assistantTurns(const nlohmann::ordered_json& messages);
 /// True when some assistant message has content or a reasoning trace to learn.
 bool hasAnswer(const nlohmann::ordered_json& messages);
 
+/// Messages as JSON ({"role", "content", "reasoning_content"?}), e.g. for a prompt.
+nlohmann::ordered_json toJsonMessages(const std::vector<ChatMessage>& messages);
+
 /// The conversation as the built-in renderers take it (roles system, user, assistant only;
 /// InputError naming `where` for a tool turn, which they cannot render).
 std::vector<ChatMessage> toChatMessages(const nlohmann::ordered_json& messages,

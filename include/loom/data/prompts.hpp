@@ -1,7 +1,8 @@
 #pragma once
 // Prompts to generate answers for (`trainer generate`, `trainer compare`, train.eval_prompts),
-// read from a JSONL file and rendered with the model family's chat template, generation
-// prompt appended, as the model sees a question at inference.
+// read from a JSONL file and rendered with the model's own chat template, generation prompt
+// appended, as the model sees a question at inference (and as `trainer prepare` rendered its
+// training conversations).
 //
 // A prompts file has one JSON object a line, in one of these shapes (blank lines skipped):
 //   {"prompt": "...", "reference": "..."?}                 (also "answer" or "output")
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "loom/data/chat_renderer.hpp"
 #include "loom/data/chat_template.hpp"
 
 namespace loom {
@@ -31,17 +33,17 @@ struct PromptRecord {
 /// the assistant, or a file without prompts.
 std::vector<PromptRecord> readPromptsFile(const std::filesystem::path& file);
 
-/// How prompts become text: the family's template (none: a single user message as it is) and,
-/// for Qwen3 (a tokenizer with a <think> token), whether thinking is on; off appends the
-/// empty think block, as Qwen3's template does for enable_thinking=False.
+/// How prompts become text: the model's chat template (chat_renderer.hpp; none: a single user
+/// message as it is) and whether thinking is on. Off renders Qwen3's enable_thinking=False,
+/// which appends the empty think block.
 struct PromptStyle {
-  std::optional<ChatTemplate> family;
+  std::optional<ChatRenderer> renderer;
   bool thinking = true;
-  bool qwen3 = false;  ///< the tokenizer has <think>: the thinking switch applies
 };
 
-/// The style for `tokenizer` and a --chat-template value ("auto", "qwen", "llama3", "none");
-/// `flag` names the option in errors. InputError when auto finds no known family.
+/// The style for `tokenizer` and a --chat-template value ("auto": the tokenizer folder's own
+/// template, else a built-in one by its tokens; "qwen", "llama3": built-in; "none"; or a Jinja
+/// file); `flag` names the option in errors. InputError when auto finds nothing to render with.
 PromptStyle promptStyleFor(const Tokenizer& tokenizer, const std::string& chat_template,
                            bool thinking, const std::string& flag);
 
