@@ -23,8 +23,10 @@ uint64_t mix(uint64_t h, uint64_t v) {
   return x ^ (x >> 31);
 }
 
+// Grown to the longest length seen (not seq_len, which may be huge when nothing is cut).
 void count(std::vector<int64_t>& histogram, int64_t length, int64_t copies) {
-  const auto i = static_cast<size_t>(std::clamp<int64_t>(length, 0, histogram.size() - 1));
+  const auto i = static_cast<size_t>(std::max<int64_t>(length, 0));
+  if (i >= histogram.size()) histogram.resize(i + 1, 0);
   histogram[i] += copies;
 }
 
@@ -65,10 +67,7 @@ ordered_json splitJson(int64_t samples, int64_t tokens, int64_t loss_tokens) {
 
 DataReport::DataReport(int64_t seq_len, std::vector<std::string> sources,
                        std::vector<double> weights)
-    : seq_len_(seq_len),
-      prompt_lengths_(static_cast<size_t>(seq_len) + 1),
-      answer_lengths_(static_cast<size_t>(seq_len) + 1),
-      sample_lengths_(static_cast<size_t>(seq_len) + 1) {
+    : seq_len_(seq_len) {
   sources_.resize(sources.size());
   for (size_t s = 0; s < sources.size(); ++s) {
     sources_[s].path = std::move(sources[s]);
@@ -151,18 +150,24 @@ ordered_json DataReport::toJson(const ordered_json& settings, const std::string&
   report["lengths"] = {{"prompt", lengthStats(prompt_lengths_)},
                        {"answer", lengthStats(answer_lengths_)},
                        {"sample", lengthStats(sample_lengths_)}};
-  // Ten bins of equal width over the seq_len + 1 possible lengths (the last may be narrower).
-  const int64_t width = std::max<int64_t>(1, (seq_len_ + 1 + 9) / 10);
+  // Ten bins of equal width over the lengths [0, top], top = the longest sample (at most
+  // seq_len); the last bin may be narrower.
+  const int64_t top =
+      std::min<int64_t>(seq_len_, std::max<int64_t>(0, static_cast<int64_t>(sample_lengths_.size()) - 1));
+  const int64_t width = std::max<int64_t>(1, (top + 1 + 9) / 10);
   ordered_json edges = ordered_json::array();
   ordered_json counts = ordered_json::array();
-  for (int64_t begin = 0; begin <= seq_len_; begin += width) {
+  for (int64_t begin = 0; begin <= top; begin += width) {
     int64_t n = 0;
-    const int64_t end = std::min(begin + width, seq_len_ + 1);
-    for (int64_t len = begin; len < end; ++len) n += sample_lengths_[static_cast<size_t>(len)];
+    const int64_t end = std::min(begin + width, top + 1);
+    for (int64_t len = begin; len < end && len < static_cast<int64_t>(sample_lengths_.size());
+         ++len) {
+      n += sample_lengths_[static_cast<size_t>(len)];
+    }
     edges.push_back(begin);
     counts.push_back(n);
   }
-  edges.push_back(seq_len_ + 1);
+  edges.push_back(top + 1);
   report["histogram"] = {{"edges", edges}, {"counts", counts}};
   ordered_json sources = ordered_json::array();
   for (const auto& s : sources_) {

@@ -1,5 +1,7 @@
 #include "loom/data/dataset_inspect.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <optional>
@@ -7,6 +9,8 @@
 #include <sstream>
 
 #include "loom/core/error.hpp"
+#include "loom/core/file_util.hpp"
+#include "loom/data/data_report.hpp"
 #include "loom/core/log.hpp"
 #include "loom/data/tokenizer.hpp"
 
@@ -122,6 +126,19 @@ std::string renderSample(const Sample& sample, const Tokenizer* tokenizer, MaskS
 void inspectDataset(const InspectDataOptions& o, std::ostream& out) {
   const Hdf5Dataset dataset(o.data);
   out << formatDatasetSummary(summarizeDataset(dataset));
+  const std::optional<std::string> report = dataset.stringAttribute(kPrepareReportAttribute);
+  LOOM_INPUT_CHECK(report || o.report.empty(),
+                   "--report: " << o.data.string()
+                                << " holds no data report (it was prepared before Loom stored "
+                                   "one); prepare it again to get one");
+  if (report) {
+    const auto json = nlohmann::ordered_json::parse(*report);
+    out << "\ndata report (from trainer prepare)\n" << DataReport::formatTable(json);
+    if (!o.report.empty()) {
+      writeFileAtomic(o.report, json.dump(2) + "\n");
+      out << "report written to " << o.report.string() << "\n";
+    }
+  }
 
   std::optional<Tokenizer> tokenizer;
   if (!o.tokenizer_dir.empty()) {

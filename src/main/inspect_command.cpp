@@ -22,6 +22,7 @@ struct InspectCli {
   std::string model;
   std::string config;
   std::string data;
+  std::string report;
   std::string tokenizer;
   std::vector<int64_t> samples;
   int64_t count = 3;
@@ -52,6 +53,8 @@ Command addInspectCommand(CLI::App& parent) {
                   "a token file from `trainer prepare`: summary and decoded samples");
   app->add_option("--tokenizer", o->tokenizer,
                   "tokenizer folder to decode --data samples with (else token ids are shown)");
+  app->add_option("--report", o->report,
+                  "with --data: write the file's data report (from trainer prepare) as JSON");
   app->add_option("--sample", o->samples, "sample indices to show (repeatable)");
   app->add_option("--count", o->count, "how many samples to show when --sample is not given")
       ->capture_default_str();
@@ -68,12 +71,15 @@ Command addInspectCommand(CLI::App& parent) {
       if (o->data.empty() || rc != 0) return rc;
     }
     LOOM_INPUT_CHECK(o->count >= 0, "--count must be >= 0, got " << o->count);
+    LOOM_INPUT_CHECK(o->report.empty() || !o->data.empty(),
+                     "--report writes the data report of --data FILE.h5; give --data");
     InspectDataOptions d;
     d.data = o->data;
     d.tokenizer_dir = o->tokenizer;
     d.samples = o->samples;
     d.count = o->count;
     d.style = maskStyle(o->color);
+    d.report = o->report;
     inspectDataset(d, std::cout);
     std::cout << std::flush;
     return 0;

@@ -96,5 +96,22 @@ TEST(PrepareReference, Qwen3AllFormatsMatchTokenizersAndTransformers) {
   prepareAndCheck(tmp, dir, "text", "64");
 }
 
+TEST(PrepareReference, Llama3_1AllFormatsMatchTokenizersAndTransformers) {
+  // Llama 3.1: its own template (the "Cutting Knowledge Date" system preamble) for the chat
+  // formats, and the post-processor's <|begin_of_text|> before text and template samples.
+  const fs::path dir = testing::sharedTokenizersDir() / "llama3_1";
+  if (!fs::exists(dir / "tokenizer.json")) {
+    GTEST_SKIP() << "no Llama 3.1 tokenizer at " << dir << "; Llama 3.1 prepare parity not checked";
+  }
+  TempDir tmp("loom-prepare-ref");
+  const auto r =
+      runPythonScript("prepare_reference.py", {"corpus", (tmp.path() / "data").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  prepareAndCheck(tmp, dir.string(), "alpaca", "4096");
+  prepareAndCheck(tmp, dir.string(), "chat", "4096");
+  prepareAndCheck(tmp, dir.string(), "template", "4096");
+  prepareAndCheck(tmp, dir.string(), "text", "64");
+}
+
 }  // namespace
 }  // namespace loom

@@ -108,7 +108,14 @@ def expected_samples(args, tok: Tokenizer):
             if args.format == "text":
                 if not r["text"]:
                     continue
-                ids = tok.encode(r["text"], add_special_tokens=False).ids + [tok.token_to_id(eos_token)]
+                # The post-processor's specials (Llama 3's <|begin_of_text|>) and one EOS.
+                # EOS unless the post-processor's suffix already ends with it.
+                ids = tok.encode(r["text"], add_special_tokens=True).ids
+                plain = tok.encode(r["text"], add_special_tokens=False).ids
+                start = next(k for k in range(len(ids) - len(plain) + 1) if ids[k:k + len(plain)] == plain)
+                suffix = ids[start + len(plain):]
+                if not suffix or suffix[-1] != tok.token_to_id(eos_token):
+                    ids.append(tok.token_to_id(eos_token))
                 step = args.seq_len - 1
                 begin = 0
                 while True:
@@ -123,7 +130,8 @@ def expected_samples(args, tok: Tokenizer):
                 completion = render_template(args.completion_template, r)
                 if not completion:
                     continue
-                p = tok.encode(prompt, add_special_tokens=False).ids
+                # BOS (when the post-processor adds one) opens the prompt.
+                p = tok.encode(prompt, add_special_tokens=True).ids
                 c = tok.encode(completion, add_special_tokens=False).ids + [tok.token_to_id(eos_token)]
                 mask = [0] * len(p) + [1] * len(c)
                 mask[0] = 0

@@ -14,7 +14,7 @@
 //   lengths     per sample (each copy of a repeated record counted): prompt = tokens that are
 //               not targets, answer = targets, sample = both; mean and the nearest-rank
 //               percentiles p50, p90, p99 (the value at rank ceil(p * n)), max
-//   histogram   sample lengths in ten bins of ceil((seq_len + 1) / 10) over [0, seq_len]
+//   histogram   sample lengths in ten equal bins over [0, longest sample]
 //   sources     per input: path, weight, records, not_in_mix, train / val samples, tokens
 //   settings    format, template (description and SHA-256), train_on, seq_len, ...
 
@@ -78,7 +78,7 @@ class DataReport {
   int64_t read_ = 0, kept_ = 0, empty_ = 0, truncated_ = 0, dropped_ = 0, duplicates_ = 0;
   int64_t not_in_mix_ = 0;
   Split train_, val_;
-  // Exact counts by length, [0, seq_len]: percentiles without keeping every sample.
+  // Exact counts by length, up to the longest seen: percentiles without keeping every sample.
   std::vector<int64_t> prompt_lengths_, answer_lengths_, sample_lengths_;
   std::unordered_set<uint64_t> seen_;
 };

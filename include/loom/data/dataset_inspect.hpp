@@ -54,10 +54,13 @@ struct InspectDataOptions {
   std::vector<int64_t> samples;  ///< indices to show; empty: the first `count`
   int64_t count = 3;
   MaskStyle style = MaskStyle::kBrackets;
+  /// Also write the file's data report (data_report.hpp) here as JSON; InputError when the
+  /// file has none (prepared before reports were stored).
+  std::filesystem::path report;
 };
 
-/// Opens the file (validating it; InputError for a broken one), prints the summary and the
-/// samples to `out`.
+/// Opens the file (validating it; InputError for a broken one), prints the summary, the data
+/// report's table when the file holds one, and the samples to `out`.
 void inspectDataset(const InspectDataOptions& options, std::ostream& out);
 
 }  // namespace loom
