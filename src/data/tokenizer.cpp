@@ -76,6 +76,9 @@ std::optional<int32_t> Tokenizer::eosId() const { return impl_->eos; }
 std::optional<int32_t> Tokenizer::padId() const { return impl_->pad; }
 std::optional<int32_t> Tokenizer::bosId() const { return impl_->bos; }
 
+const std::vector<int32_t>& Tokenizer::specialPrefix() const { return impl_->special_prefix; }
+const std::vector<int32_t>& Tokenizer::specialSuffix() const { return impl_->special_suffix; }
+
 const std::string& Tokenizer::contentHash() const { return impl_->hash; }
 
 std::string Tokenizer::fileHash(const std::filesystem::path& dir) {

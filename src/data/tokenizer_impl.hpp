@@ -70,6 +70,10 @@ struct TokenizerImpl {
 
   std::optional<int32_t> eos, pad, bos;
 
+  // Post-processor: ids put before / after a single sequence (add_special_tokens=True).
+  std::vector<int32_t> special_prefix;
+  std::vector<int32_t> special_suffix;
+
   void encodeText(std::string_view text, std::vector<int32_t>& ids,
                   std::vector<size_t>* starts) const;
 

@@ -170,6 +170,88 @@ std::optional<std::string> configToken(const json& config, const char* key,
   return std::nullopt;
 }
 
+// Ids a post-processor puts around a single sequence, as the library's process() does with
+// add_special_tokens=True (processors/{template,roberta,bert,sequence}.rs). A later processor
+// of a Sequence wraps what the earlier ones added, so its ids go outside theirs.
+void parsePostProcessor(const json& node, const std::string& key, const std::string& file,
+                        const TokenizerImpl& impl, std::vector<int32_t>& prefix,
+                        std::vector<int32_t>& suffix) {
+  if (node.is_null()) return;
+  LOOM_INPUT_CHECK(node.is_object() && node.contains("type"),
+                   file << ": " << key << " must be an object with a \"type\"");
+  const std::string type = node.at("type").get<std::string>();
+  // The library does not check these ids; Loom does, since they end up in token files.
+  auto vocabularyId = [&](const json& v, const std::string& where) {
+    LOOM_INPUT_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 &&
+                         v.get<int64_t>() < static_cast<int64_t>(impl.id_known.size()) &&
+                         impl.id_known[v.get<size_t>()],
+                     file << ": " << where << " is " << v.dump()
+                          << "; expected the id of a token in the vocabulary");
+    return v.get<int32_t>();
+  };
+  if (type == "ByteLevel") return;  // it trims offsets; ids are left alone
+  if (type == "Sequence") {
+    const json& list = requireKey(node, "processors", key, file);
+    LOOM_INPUT_CHECK(list.is_array(), file << ": " << key << ".processors must be an array");
+    for (size_t i = 0; i < list.size(); ++i) {
+      parsePostProcessor(list[i], key + ".processors[" + std::to_string(i) + "]", file, impl,
+                         prefix, suffix);
+    }
+    return;
+  }
+  std::vector<int32_t> before, after;
+  if (type == "TemplateProcessing") {
+    const json& single = requireKey(node, "single", key, file);
+    const json& specials = requireKey(node, "special_tokens", key, file);
+    LOOM_INPUT_CHECK(single.is_array(), file << ": " << key << ".single must be an array");
+    LOOM_INPUT_CHECK(specials.is_object(),
+                     file << ": " << key << ".special_tokens must be an object {name: token}");
+    int sequences = 0;
+    for (size_t i = 0; i < single.size(); ++i) {
+      const std::string item_key = key + ".single[" + std::to_string(i) + "]";
+      const json& item = single[i];
+      if (item.is_object() && item.contains("Sequence")) {
+        ++sequences;
+        continue;
+      }
+      LOOM_INPUT_CHECK(item.is_object() && item.contains("SpecialToken") &&
+                           item.at("SpecialToken").is_object() &&
+                           item.at("SpecialToken").contains("id") &&
+                           item.at("SpecialToken").at("id").is_string(),
+                       file << ": " << item_key
+                            << " must be {\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": ...}");
+      const std::string name = item.at("SpecialToken").at("id").get<std::string>();
+      LOOM_INPUT_CHECK(specials.contains(name), file << ": " << item_key << " names \"" << name
+                                                     << "\", which " << key
+                                                     << ".special_tokens does not define");
+      const std::string token_key = key + ".special_tokens[\"" + name + "\"]";
+      const json& ids = requireKey(specials.at(name), "ids", token_key, file);
+      LOOM_INPUT_CHECK(ids.is_array(), file << ": " << token_key << ".ids must be an array");
+      for (size_t j = 0; j < ids.size(); ++j) {
+        (sequences == 0 ? before : after)
+            .push_back(vocabularyId(ids[j], token_key + ".ids[" + std::to_string(j) + "]"));
+      }
+    }
+    LOOM_INPUT_CHECK(sequences == 1, file << ": " << key << ".single has " << sequences
+                                          << " {\"Sequence\": ...} items; expected one");
+  } else if (type == "RobertaProcessing" || type == "BertProcessing") {
+    // A single sequence becomes cls + sequence + sep; each is a [token, id] pair.
+    for (const char* part : {"cls", "sep"}) {
+      const json& pair = requireKey(node, part, key, file);
+      LOOM_INPUT_CHECK(pair.is_array() && pair.size() == 2 && pair[0].is_string(),
+                       file << ": " << key << "." << part << " must be [token, id]");
+      (std::string(part) == "cls" ? before : after)
+          .push_back(vocabularyId(pair[1], key + "." + part + "[1]"));
+    }
+  } else {
+    LOOM_INPUT_CHECK(false, file << ": " << key << ".type is \"" << type
+                                 << "\"; supported: TemplateProcessing, RobertaProcessing, "
+                                    "BertProcessing, ByteLevel, a Sequence of them, or null");
+  }
+  prefix.insert(prefix.begin(), before.begin(), before.end());
+  suffix.insert(suffix.end(), after.begin(), after.end());
+}
+
 }  // namespace
 
 std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
@@ -388,6 +470,12 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
       const auto index = static_cast<int32_t>(impl->added.size());
       (tok.normalized ? impl->normalized_trie : impl->raw_trie).insert(tok.pattern, index);
       impl->added.push_back(std::move(tok));
+    }
+
+    // --- post-processor (after the added tokens, whose ids it names) --------------------
+    if (root.contains("post_processor")) {
+      parsePostProcessor(root.at("post_processor"), "post_processor", f, *impl,
+                         impl->special_prefix, impl->special_suffix);
     }
   } catch (const json::exception& e) {
     // A value of the wrong JSON type somewhere above (e.g. a number where a string goes).
