@@ -7,8 +7,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <new>
 #include <numeric>
+#include <string>
 #include <utility>
 
 #include "hdf5_util.hpp"
@@ -68,6 +70,35 @@ std::string readString(hid_t loc, const char* name, const Place& place) {
                                                   << "' should hold one string, found "
                                                   << values.size());
   return values[0];
+}
+
+herr_t collectAttributeName(hid_t, const char* name, const H5A_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+  return 0;
+}
+
+/// Every attribute of `loc` that holds one string, by name. Read at open, inside the probe
+/// child (openInChildFirst) like the other attributes: reading a variable-length string is
+/// where a damaged file crashes libhdf5.
+std::map<std::string, std::string> readSingleStrings(hid_t loc, const Place& place) {
+  std::vector<std::string> names;
+  hsize_t index = 0;
+  LOOM_INPUT_CHECK(
+      H5Aiterate2(loc, H5_INDEX_NAME, H5_ITER_NATIVE, &index, collectAttributeName, &names) >= 0,
+      place.file << ": cannot list the root attributes: " << hdf5ErrorText());
+  std::map<std::string, std::string> out;
+  for (const auto& name : names) {
+    {
+      H5Id attr = attributeId(H5Aopen(loc, name.c_str(), H5P_DEFAULT));
+      LOOM_INPUT_CHECK(attr.valid(), place.file << ": cannot read attribute '" << name
+                                                << "': " << hdf5ErrorText());
+      H5Id type = typeId(H5Aget_type(attr.get()));
+      if (H5Tget_class(type.get()) != H5T_STRING) continue;
+    }
+    auto values = readStrings(loc, name.c_str(), place);
+    if (values.size() == 1) out.emplace(name, std::move(values[0]));
+  }
+  return out;
 }
 
 int64_t readInt(hid_t loc, const char* name, const Place& place) {
@@ -194,8 +225,9 @@ struct Hdf5Dataset::Impl {
   H5Id file;
   H5Id tokens;
   H5Id loss_mask;
-  std::vector<int64_t> offsets;      // [n + 1]
-  std::vector<int32_t> loss_tokens;  // [n]
+  std::vector<int64_t> offsets;                          // [n + 1]
+  std::vector<int32_t> loss_tokens;                      // [n]
+  std::map<std::string, std::string> string_attributes;  // root attributes holding one string
 
   int64_t numSamples() const { return static_cast<int64_t>(loss_tokens.size()); }
 
@@ -268,6 +300,7 @@ void Hdf5Dataset::Impl::open(int64_t model_vocab_size) {
   }
   info.template_name = optionalString("template");
   info.created = optionalString("created");
+  string_attributes = detail::readSingleStrings(f, place);
 
   auto [offsets_ds, num_offsets] =
       detail::openArray(f, kOffsetsDataset, "int64 [num_samples + 1]", place);
@@ -483,6 +516,12 @@ std::vector<int64_t> Hdf5Dataset::lossTokensWithin(int64_t max_length) const {
     out[i] = targets;
   }
   return out;
+}
+
+std::optional<std::string> Hdf5Dataset::stringAttribute(const std::string& name) const {
+  auto found = impl_->string_attributes.find(name);
+  if (found == impl_->string_attributes.end()) return std::nullopt;
+  return found->second;
 }
 
 Sample Hdf5Dataset::readSample(int64_t i) const {

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <map>
+#include <string>
 
 #include "hdf5_util.hpp"
 #include "loom/core/error.hpp"
@@ -31,6 +33,9 @@ H5Id variableStringType() {
   return type;
 }
 
+// Variable-length: the bytes go to the file's global heap and the object header holds only
+// a reference, so values far beyond the header's 64 KB attribute limit need no dense
+// attribute storage (hdf5_dataset_test writes 200 KB).
 void writeStringAttribute(hid_t loc, const char* name, const std::string& value) {
   H5Id type = variableStringType();
   H5Id space = spaceId(H5Screate(H5S_SCALAR));
@@ -93,6 +98,7 @@ struct Hdf5DatasetWriter::Impl {
   std::vector<int64_t> offsets{0};    // [samples + 1]
   std::vector<int32_t> loss_tokens;   // [samples]
   int64_t num_loss_tokens = 0;
+  std::map<std::string, std::string> extra_attributes;  // setStringAttribute, by name
   bool finished = false;
 
   H5Id createExtendible(const char* name, hid_t file_type) {
@@ -225,6 +231,20 @@ void Hdf5DatasetWriter::append(const int32_t* tokens, const uint8_t* loss_mask, 
   s.num_loss_tokens += targets;
 }
 
+void Hdf5DatasetWriter::setStringAttribute(const std::string& name, const std::string& value) {
+  LOOM_CHECK(!impl_->finished, "setStringAttribute after finish() on " << impl_->path);
+  LOOM_CHECK(!name.empty() && name.find('\0') == std::string::npos,
+             "a token file attribute needs a non-empty name without NUL bytes");
+  for (const char* reserved : kTokensReservedAttributes) {
+    LOOM_CHECK(name != reserved, "attribute '" << name << "' is part of the " << kTokensFormatName
+                                               << " format and written by the writer itself");
+  }
+  // Stored as a C string by HDF5: an embedded NUL would cut it short without a word.
+  LOOM_CHECK(value.find('\0') == std::string::npos,
+             "attribute '" << name << "': the value holds a NUL byte");
+  impl_->extra_attributes[name] = value;
+}
+
 void Hdf5DatasetWriter::finish() {
   Impl& s = *impl_;
   LOOM_CHECK(!s.finished, "finish() called twice on " << s.path);
@@ -250,6 +270,9 @@ void Hdf5DatasetWriter::finish() {
     detail::writeIntAttribute(file, "num_samples", numSamples());
     detail::writeIntAttribute(file, "num_tokens", numTokens());
     detail::writeIntAttribute(file, "num_loss_tokens", s.num_loss_tokens);
+    for (const auto& [name, value] : s.extra_attributes) {
+      detail::writeStringAttribute(file, name.c_str(), value);
+    }
     LOOM_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0,
                "cannot flush " << s.temp_path << ": " << detail::hdf5ErrorText());
     s.closeHandles();
