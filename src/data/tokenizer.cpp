@@ -11,6 +11,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/sha256.hpp"
 #include "tokenizer_impl.hpp"
 
 namespace loom {
@@ -85,7 +86,7 @@ std::string Tokenizer::fileHash(const std::filesystem::path& dir) {
   const auto file = dir / "tokenizer.json";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) return "";
-  return detail::sha256Hex(readFileOrThrow(file, "tokenizer file"));
+  return sha256Hex(readFileOrThrow(file, "tokenizer file"));
 }
 
 const std::filesystem::path& Tokenizer::path() const { return impl_->file; }

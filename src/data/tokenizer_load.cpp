@@ -13,6 +13,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/sha256.hpp"
 #include "loom/core/text_encoding.hpp"
 #include "tokenizer_impl.hpp"
 
