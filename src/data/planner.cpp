@@ -4,59 +4,27 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <sstream>
 #include <unordered_map>
 
 #include "loom/core/error.hpp"
+#include "loom/core/hex.hpp"
+#include "loom/core/splitmix.hpp"
 
 namespace loom {
 namespace detail {
 namespace {
 
-/// splitmix64 (Steele, Lea, Flood 2014): tiny, fast, and the same on every platform, which
-/// std::mt19937 + std::uniform_int_distribution / std::shuffle are not (the distribution and
-/// the shuffle algorithm differ between standard libraries).
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, bound), without modulo bias (rejects the short last cycle).
-  uint64_t below(uint64_t bound) {
-    const uint64_t threshold = (0 - bound) % bound;  // 2^64 mod bound
-    for (;;) {
-      const uint64_t r = next();
-      if (r >= threshold) return r % bound;
-    }
-  }
-
- private:
-  uint64_t state_;
-};
-
-uint64_t mix64(uint64_t x) { return SplitMix64(x).next(); }
-
 /// Order-sensitive hash of a sequence of 64-bit values.
 class Hasher {
  public:
-  void add(uint64_t value) { state_ = mix64(state_ ^ value) + 0x632BE59BD9B4E019ULL; }
+  void add(uint64_t value) { state_ = splitMix64(state_ ^ value) + 0x632BE59BD9B4E019ULL; }
   uint64_t value() const { return state_; }
 
  private:
   uint64_t state_ = 0xCBF29CE484222325ULL;
 };
-
-std::string hex64(uint64_t value) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(value));
-  return buf;
-}
 
 const nlohmann::json& requireKey(const nlohmann::json& json, const char* key) {
   LOOM_INPUT_CHECK(json.is_object() && json.contains(key),
@@ -120,7 +88,7 @@ nlohmann::json PlanCursor::toJson() const {
           {"global_step", global_step},
           {"plan",
            {{"num_samples", plan.num_samples},
-            {"index_hash", detail::hex64(plan.index_hash)},
+            {"index_hash", hex64(plan.index_hash)},
             {"seq_len", plan.seq_len},
             {"global_batch_size", plan.global_batch_size},
             {"global_batch_tokens", plan.global_batch_tokens},
@@ -239,8 +207,8 @@ BatchPlanner::EpochLayout BatchPlanner::buildLayout(int64_t epoch) const {
   layout.order = usable_;
   if (config_.shuffle) {
     // One independent stream per (seed, epoch): epochs can be built in any order.
-    detail::SplitMix64 rng(detail::mix64(config_.seed) ^
-                           detail::mix64(static_cast<uint64_t>(epoch) + 0x5851F42D4C957F2DULL));
+    SplitMix64 rng(splitMix64(config_.seed) ^
+                   splitMix64(static_cast<uint64_t>(epoch) + 0x5851F42D4C957F2DULL));
     for (size_t i = layout.order.size() - 1; i > 0; --i) {
       const auto j = static_cast<size_t>(rng.below(i + 1));
       std::swap(layout.order[i], layout.order[j]);
@@ -322,8 +290,7 @@ void BatchPlanner::checkCursor(const PlanCursor& cursor) const {
       if (!(then == now)) changed << " " << what << " " << then << " -> " << now << ";";
     };
     note("num_samples", saved.num_samples, ours.num_samples);
-    note("index (sample lengths / loss tokens)", detail::hex64(saved.index_hash),
-         detail::hex64(ours.index_hash));
+    note("index (sample lengths / loss tokens)", hex64(saved.index_hash), hex64(ours.index_hash));
     note("seq_len", saved.seq_len, ours.seq_len);
     note("global_batch_size", saved.global_batch_size, ours.global_batch_size);
     note("global_batch_tokens", saved.global_batch_tokens, ours.global_batch_tokens);

@@ -1,6 +1,6 @@
 #pragma once
 // Internal helpers of the tokenizer (not a public header): UTF-8 decoding, Unicode
-// normalization through utf8proc, SHA-256, and a PCRE2 regex that matches the way the
+// normalization through utf8proc, and a PCRE2 regex that matches the way the
 // `tokenizers` library's Oniguruma regexes do.
 
 #include <cstddef>
@@ -40,9 +40,6 @@ enum class NormalizationForm { kNfc, kNfd, kNfkc, kNfkd };
 /// Normalizes `in` into `out` (valid UTF-8 assumed). Returns false, leaving `out` untouched,
 /// when the text is already in that form by a quick check (so the caller can keep `in`).
 bool normalizeUtf8(std::string_view in, NormalizationForm form, std::string& out);
-
-/// Lower-case hex SHA-256 of `data`.
-std::string sha256Hex(std::string_view data);
 
 /// A compiled PCRE2 regex (UTF + UCP, JIT) that behaves like the Oniguruma regex the
 /// `tokenizers` library builds from the same pattern: `\s` is rewritten to Unicode White_Space

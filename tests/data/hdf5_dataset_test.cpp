@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -157,6 +158,61 @@ TEST(Hdf5Dataset, WriteReadRoundTrip) {
   EXPECT_EQ(info.num_loss_tokens, loss);
   EXPECT_EQ(dataset.offsets().front(), 0);
   EXPECT_EQ(dataset.offsets().back(), dataset.numTokens());
+}
+
+// The data report travels in the token file as JSON: tens of KB, past the 64 KB an attribute
+// stored in the object header may hold, so the test writes 200 KB (UTF-8, not only ASCII).
+TEST(Hdf5Dataset, StringAttributesRoundTrip) {
+  TempDir dir;
+  const auto samples = makeSamples(5);
+  std::string report = "{\"sources\": [";
+  for (int i = 0; report.size() < 200 * 1024; ++i) {
+    report += (i ? ", " : "") + std::string("{\"name\": \"dätä-") + std::to_string(i) +
+              ".jsonl\", \"samples\": " + std::to_string(i * 7) + "}";
+  }
+  report += "]}";
+  const auto path = dir.path() / "train.h5";
+  {
+    Hdf5DatasetWriter writer(path, testInfo());
+    for (const auto& s : samples) writer.append(s.tokens, s.mask);
+    writer.setStringAttribute("data_report", "replaced below");
+    writer.setStringAttribute("data_report", report);
+    writer.setStringAttribute("short", "x");
+    writer.setStringAttribute("empty", "");
+    writer.finish();
+  }
+  Hdf5Dataset dataset(path, kVocab);
+  EXPECT_EQ(dataset.stringAttribute("data_report"), report);
+  EXPECT_EQ(dataset.stringAttribute("short"), "x");
+  EXPECT_EQ(dataset.stringAttribute("empty"), "");
+  EXPECT_EQ(dataset.stringAttribute("absent"), std::nullopt);
+  EXPECT_EQ(dataset.stringAttribute("vocab_size"), std::nullopt);  // an integer
+  EXPECT_EQ(dataset.stringAttribute("template"), "alpaca");
+  expectSamplesEqual(dataset, samples);
+
+  // h5py (and so any other reader) sees the same value.
+  const auto dump = dir.path() / "dump.json";
+  auto result =
+      testing::runPythonScript("hdf5_dataset_tool.py", {"dump", path.string(), dump.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(nlohmann::json::parse(testing::readFile(dump))["attrs"]["data_report"], report);
+}
+
+TEST(Hdf5Dataset, StringAttributeNamesOfTheFormatRefused) {
+  TempDir dir;
+  Hdf5DatasetWriter writer(dir.path() / "train.h5", testInfo());
+  for (const char* name : {"format", "vocab_size", "tokenizer_hash", "num_tokens", "template"}) {
+    try {
+      writer.setStringAttribute(name, "x");
+      ADD_FAILURE() << name << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + name + "'"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_THROW(writer.setStringAttribute("", "x"), Error);
+  writer.finish();
+  EXPECT_THROW(writer.setStringAttribute("late", "x"), Error);
 }
 
 TEST(Hdf5Dataset, OpensWithoutFileLocking) {

@@ -1,15 +1,18 @@
 // Id-for-id parity of loom::Tokenizer with the `tokenizers` library (DESIGN invariant 2),
 // on thousands of varied strings, for tokenizers trained at test time and for the real
-// Qwen3 tokenizer when it is available.
+// Qwen3 tokenizer when it is available; and the post-processor's special tokens of the real
+// tokenizers in ../shared/tokenizers.
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loom/data/tokenizer.hpp"
@@ -139,6 +142,47 @@ TEST_F(TokenizerParity, Qwen3) {
   EXPECT_FALSE(tok.bosId().has_value());
   checkParity(tok, referenceCases(std::filesystem::path(dir) / "tokenizer.json", "qwen3"), "qwen3",
               /*expect_nfc_roundtrip=*/true);
+}
+
+// The real tokenizers in ../shared/tokenizers (Qwen3, Qwen2.5, Llama 3.1): the post-processor's
+// ids around encode() equal the library's encode(text, add_special_tokens=True).
+TEST(TokenizerPostProcessor, PrefixAndSuffixMatchTheLibrary) {
+  const char* qwen3 = std::getenv("LOOM_QWEN3_TOKENIZER");
+  const std::filesystem::path root = qwen3 && *qwen3
+                                         ? std::filesystem::path(qwen3).parent_path()
+                                         : testing::sourceDir() / ".." / "shared" / "tokenizers";
+  const std::vector<std::pair<std::string, std::vector<int32_t>>> expected_prefix = {
+      {"qwen3", {}}, {"qwen2_5", {}}, {"llama3_1", {128000}}};  // <|begin_of_text|>
+  TempDir out("loom-tokenizer-special");
+  int checked = 0;
+  for (const auto& [name, prefix] : expected_prefix) {
+    const auto file = root / name / "tokenizer.json";
+    if (!std::filesystem::exists(file)) {
+      std::cout << "[special] no " << file << "; not checked\n";
+      continue;
+    }
+    const Tokenizer tok = Tokenizer::fromFile(file);
+    EXPECT_EQ(tok.specialPrefix(), prefix) << name;
+    EXPECT_TRUE(tok.specialSuffix().empty()) << name;
+    const auto cases_file = out.path() / (name + ".json");
+    const auto result =
+        runPythonScript("tokenizer_reference.py", {"special", file.string(), cases_file.string()});
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    const json cases = json::parse(testing::readFile(cases_file));
+    for (const auto& c : cases.at("cases")) {
+      const std::string text = c.at("text").get<std::string>();
+      std::vector<int32_t> ids = tok.specialPrefix();
+      tok.encode(text, ids);
+      ids.insert(ids.end(), tok.specialSuffix().begin(), tok.specialSuffix().end());
+      EXPECT_EQ(ids, c.at("ids_with_special").get<std::vector<int32_t>>())
+          << name << ": " << json(text).dump();
+      EXPECT_EQ(tok.encode(text), c.at("ids").get<std::vector<int32_t>>())
+          << name << ": " << json(text).dump();
+      ++checked;
+    }
+  }
+  std::cout << "[special] " << checked << " strings checked under " << root << "\n";
+  if (checked == 0) GTEST_SKIP() << "no tokenizer under " << root;
 }
 
 }  // namespace

@@ -389,6 +389,74 @@ TEST(Tokenizer, RefusesUnsupportedComponents) {
   expectError(j, "does not compile");
 }
 
+TEST(Tokenizer, PostProcessorGivesSpecialPrefixAndSuffix) {
+  TempDir dir;
+  json j = smallTokenizer();
+  EXPECT_TRUE(load(dir, j).specialPrefix().empty());  // null: nothing added
+  j["post_processor"] = {{"type", "ByteLevel"}, {"trim_offsets", false}};
+  EXPECT_TRUE(load(dir, j).specialPrefix().empty());
+
+  // Llama 3.1's shape: Sequence[ByteLevel, TemplateProcessing].
+  const json special = {
+      {"<|im_end|>", {{"id", "<|im_end|>"}, {"ids", {261}}, {"tokens", {"<|im_end|>"}}}},
+      {"pair", {{"id", "pair"}, {"ids", {259, 260}}, {"tokens", {"hello", "Ġw"}}}}};
+  const json templ = {
+      {"type", "TemplateProcessing"},
+      {"single", json::array({{{"SpecialToken", {{"id", "<|im_end|>"}, {"type_id", 0}}}},
+                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                              {{"SpecialToken", {{"id", "pair"}, {"type_id", 0}}}}})},
+      {"pair", json::array()},
+      {"special_tokens", special}};
+  j["post_processor"] = {{"type", "Sequence"},
+                         {"processors", json::array({{{"type", "ByteLevel"}}, templ})}};
+  Tokenizer tok = load(dir, j);
+  EXPECT_EQ(tok.specialPrefix(), (std::vector<int32_t>{261}));
+  EXPECT_EQ(tok.specialSuffix(), (std::vector<int32_t>{259, 260}));
+
+  // A later processor of a Sequence wraps what the earlier ones added.
+  const json roberta = {{"type", "RobertaProcessing"},
+                        {"cls", json::array({"he", 256})},
+                        {"sep", json::array({"ll", 257})},
+                        {"trim_offsets", true},
+                        {"add_prefix_space", false}};
+  j["post_processor"] = {{"type", "Sequence"}, {"processors", json::array({templ, roberta})}};
+  tok = load(dir, j);
+  EXPECT_EQ(tok.specialPrefix(), (std::vector<int32_t>{256, 261}));
+  EXPECT_EQ(tok.specialSuffix(), (std::vector<int32_t>{259, 260, 257}));
+
+  j["post_processor"] = {{"type", "BertProcessing"},
+                         {"cls", json::array({"he", 256})},
+                         {"sep", json::array({"ll", 257})}};
+  tok = load(dir, j);
+  EXPECT_EQ(tok.specialPrefix(), (std::vector<int32_t>{256}));
+  EXPECT_EQ(tok.specialSuffix(), (std::vector<int32_t>{257}));
+}
+
+TEST(Tokenizer, RefusesUnsupportedPostProcessors) {
+  TempDir dir;
+  json j = smallTokenizer();
+  j["post_processor"] = {{"type", "ClsAndSep"}};
+  std::string what = errorOf(dir, j);
+  EXPECT_NE(what.find("tokenizer.json: post_processor.type is \"ClsAndSep\""), std::string::npos)
+      << what;
+  j["post_processor"] = {{"type", "Sequence"},
+                         {"processors", json::array({{{"type", "ByteLevel"}}, {{"type", "X"}}})}};
+  what = errorOf(dir, j);
+  EXPECT_NE(what.find("post_processor.processors[1].type is \"X\""), std::string::npos) << what;
+  j["post_processor"] = {{"type", "BertProcessing"},
+                         {"cls", json::array({"he", 9999})},
+                         {"sep", json::array({"ll", 257})}};
+  what = errorOf(dir, j);
+  EXPECT_NE(what.find("post_processor.cls[1] is 9999"), std::string::npos) << what;
+  j["post_processor"] = {
+      {"type", "TemplateProcessing"},
+      {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+      {"special_tokens", json::object()}};
+  what = errorOf(dir, j);
+  EXPECT_NE(what.find("post_processor.single[0] names \"<s>\""), std::string::npos) << what;
+}
+
 // Found by fuzzing: a vocabulary id of 94637075 made the loader allocate per-id tables of
 // several GB. The same bound catches an added token's id above 2^31, which wrapped to a
 // negative index (seen by reading the code; UBSan confirmed it).

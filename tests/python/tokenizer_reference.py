@@ -11,6 +11,9 @@
     tokenizer_reference.py cases TOKENIZER_JSON OUT_JSON [COUNT]
         Writes COUNT (default 2500) deterministic test strings with the library's ids
         (add_special_tokens=False) and decodings.
+    tokenizer_reference.py special TOKENIZER_JSON OUT_JSON
+        Writes a few strings with the library's ids without and with the post-processor's
+        special tokens (add_special_tokens=False / True).
 
 Everything is deterministic (fixed seeds); no network access.
 """
@@ -259,6 +262,23 @@ def cases(tokenizer_json: str, out_json: str, count: int) -> None:
     print(f"{len(out)} cases, {sum(len(c['ids']) for c in out)} tokens -> {out_json}")
 
 
+SPECIAL_CASE_STRINGS = ["", "Hello world", " leading space", "<|im_start|>user\nHi<|im_end|>",
+                        "Grüße, 世界! 🚀", "<|begin_of_text|>already there"]
+
+
+def special(tokenizer_json: str, out_json: str) -> None:
+    tok = Tokenizer.from_file(tokenizer_json)
+    out = [
+        {
+            "text": text,
+            "ids": tok.encode(text, add_special_tokens=False).ids,
+            "ids_with_special": tok.encode(text, add_special_tokens=True).ids,
+        }
+        for text in SPECIAL_CASE_STRINGS
+    ]
+    Path(out_json).write_text(json.dumps({"cases": out}, ensure_ascii=True), encoding="utf-8")
+
+
 def main() -> int:
     if len(sys.argv) >= 3 and sys.argv[1] == "train":
         train(Path(sys.argv[2]))
@@ -266,6 +286,9 @@ def main() -> int:
     if len(sys.argv) >= 4 and sys.argv[1] == "cases":
         count = int(sys.argv[4]) if len(sys.argv) >= 5 else 2500
         cases(sys.argv[2], sys.argv[3], count)
+        return 0
+    if len(sys.argv) >= 4 and sys.argv[1] == "special":
+        special(sys.argv[2], sys.argv[3])
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -25,6 +25,8 @@
 //     template         string  prompt format / chat template used by `prepare`
 //     created          string  creation time, ISO 8601 UTC
 //     num_samples, num_tokens, num_loss_tokens  int64  checked against the arrays
+//     any other        string  set by the writer's caller (setStringAttribute), e.g. the data
+//                              report; read back with Hdf5Dataset::stringAttribute
 //
 // Loss-mask convention (the planner and the model's loss follow it): loss_mask[t] == 1 means
 // token t is a target, predicted from tokens before it in the same sample. The first token
@@ -42,8 +44,10 @@
 #include <deque>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +61,11 @@ inline constexpr const char* kTokensDataset = "tokens";
 inline constexpr const char* kLossMaskDataset = "loss_mask";
 inline constexpr const char* kOffsetsDataset = "offsets";
 inline constexpr const char* kLossTokensDataset = "loss_tokens";
+/// Root attributes the format itself writes (Hdf5DatasetInfo); setStringAttribute refuses them.
+inline constexpr const char* kTokensReservedAttributes[] = {
+    "format",  "format_version", "vocab_size",   "tokenizer_hash",
+    "eos_id",  "pad_id",         "source_files", "template",
+    "created", "num_samples",    "num_tokens",   "num_loss_tokens"};
 
 /// The mutex every HDF5 call in the process holds (Debian's libhdf5 is built without
 /// thread safety). Code outside this file that calls HDF5 directly must hold it too.
@@ -124,6 +133,11 @@ class Hdf5DatasetWriter {
   void append(const int32_t* tokens, const uint8_t* loss_mask, int64_t length);
   void append(const std::vector<int32_t>& tokens, const std::vector<uint8_t>& loss_mask);
 
+  /// Stores a UTF-8 string attribute on the file's root (written by finish()); call before
+  /// finish(). Names used by the format itself are refused (loom::Error); setting a name
+  /// again replaces its value. Values may be large (a JSON report of hundreds of KB).
+  void setStringAttribute(const std::string& name, const std::string& value);
+
   /// Writes the index and attributes, syncs, and renames onto the final path. Call once.
   void finish();
 
@@ -168,6 +182,10 @@ class Hdf5Dataset {
   /// truncates samples longer than seq_len). Equals lossTokens() when no sample is longer;
   /// otherwise reads the masks of the longer samples only. Same answer on every rank.
   std::vector<int64_t> lossTokensWithin(int64_t max_length) const;  // [num_samples]
+
+  /// A string attribute of the root, empty when absent (or not a single string). Read
+  /// when the file is opened, so asking costs no HDF5 call.
+  std::optional<std::string> stringAttribute(const std::string& name) const;
 
   /// Reads one sample (validated: ids < vocab_size, mask 0/1, count == loss_tokens[i]).
   Sample readSample(int64_t i) const;

@@ -10,8 +10,9 @@
 //   3. each remaining piece is split by the pre-tokenizers (`Split` regexes with behaviour
 //      Isolated, then `ByteLevel`, optionally with its GPT-2 regex and prefix space);
 //   4. each word is mapped to byte-level symbols and merged by BPE rank.
-// The post-processor is ignored: encode() never adds BOS/EOS (or anything else); callers
-// that want them append bosId()/eosId() themselves, so what a sample holds is explicit.
+// encode() never adds the post-processor's special tokens (BOS/EOS or anything else):
+// specialPrefix()/specialSuffix() say what it would add, and callers put them in themselves,
+// so what a sample holds is explicit.
 // Anything else in the file (WordPiece, Unigram, Metaspace, byte_fallback, dropout, ...)
 // is refused with an InputError naming the file, the JSON key and the value.
 
@@ -79,6 +80,13 @@ class Tokenizer {
   std::optional<int32_t> eosId() const;
   std::optional<int32_t> padId() const;
   std::optional<int32_t> bosId() const;
+
+  /// Ids the post-processor puts before / after a single sequence (the library's
+  /// encode(text, add_special_tokens=True) == prefix + encode(text) + suffix); empty when it
+  /// adds none (ByteLevel, absent). Read from TemplateProcessing's `single` template, or
+  /// Roberta/BertProcessing's `cls` and `sep`; each id is a token of the vocabulary.
+  const std::vector<int32_t>& specialPrefix() const;
+  const std::vector<int32_t>& specialSuffix() const;
 
   /// SHA-256 (hex) of the tokenizer.json bytes: recorded in prepared datasets so that data
   /// and tokenizer can be matched later. tokenizer_config.json is not part of it.

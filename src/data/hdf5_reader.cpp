@@ -1,164 +1,25 @@
-#include "loom/data/hdf5_dataset.hpp"
-
-#include <hdf5.h>  // C API: Debian's serial libhdf5 1.10
+// The token file's reader: opening validates the format, the index and every sample (first
+// in a forked child, since libhdf5 can crash on a damaged file); reads then fetch samples'
+// token ranges on demand.
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <functional>
-#include <mutex>
+#include <map>
 #include <new>
 #include <numeric>
+#include <string>
 #include <utility>
 
+#include "hdf5_util.hpp"
 #include "loom/core/error.hpp"
-#include "loom/core/file_util.hpp"
 #include "loom/core/isolated_call.hpp"
 
 namespace loom {
-
-std::recursive_mutex& hdf5Mutex() {
-  static std::recursive_mutex mutex;
-  return mutex;
-}
-
 namespace detail {
 namespace {
-
-// HDF5 prints its whole error stack to stderr by default; Loom reports errors itself (with
-// the file and the place), so automatic printing is switched off, per thread because a
-// thread-safe libhdf5 keeps that setting per thread.
-std::unique_lock<std::recursive_mutex> lockHdf5() {
-  std::unique_lock<std::recursive_mutex> lock(hdf5Mutex());
-  thread_local bool quiet = false;
-  if (!quiet) {
-    H5open();
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    quiet = true;
-  }
-  return lock;
-}
-
-herr_t collectErrorDescription(unsigned, const H5E_error2_t* error, void* data) {
-  auto* out = static_cast<std::string*>(data);
-  if (error->desc && *error->desc) *out = error->desc;  // keep the innermost (most specific)
-  return 0;
-}
-
-/// The innermost message on HDF5's error stack (e.g. "truncated file: eof = ..."); clears it.
-std::string hdf5ErrorText() {
-  std::string text;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collectErrorDescription, &text);
-  H5Eclear2(H5E_DEFAULT);
-  return text.empty() ? "no detail from HDF5" : text;
-}
-
-/// An owned HDF5 identifier, closed with the function matching its kind.
-class H5Id {
- public:
-  using Closer = herr_t (*)(hid_t);
-  H5Id() = default;
-  H5Id(hid_t id, Closer closer) : id_(id), closer_(closer) {}
-  ~H5Id() { reset(); }
-  H5Id(H5Id&& other) noexcept : id_(std::exchange(other.id_, -1)), closer_(other.closer_) {}
-  H5Id& operator=(H5Id&& other) noexcept {
-    if (this != &other) {
-      reset();
-      id_ = std::exchange(other.id_, -1);
-      closer_ = other.closer_;
-    }
-    return *this;
-  }
-  H5Id(const H5Id&) = delete;
-  H5Id& operator=(const H5Id&) = delete;
-
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-  void reset() {
-    if (id_ >= 0) {
-      std::lock_guard<std::recursive_mutex> lock(hdf5Mutex());
-      closer_(id_);
-      id_ = -1;
-    }
-  }
-
- private:
-  hid_t id_ = -1;
-  Closer closer_ = nullptr;
-};
-
-H5Id fileId(hid_t id) { return {id, H5Fclose}; }
-H5Id datasetId(hid_t id) { return {id, H5Dclose}; }
-H5Id spaceId(hid_t id) { return {id, H5Sclose}; }
-H5Id typeId(hid_t id) { return {id, H5Tclose}; }
-H5Id attributeId(hid_t id) { return {id, H5Aclose}; }
-H5Id plistId(hid_t id) { return {id, H5Pclose}; }
-
-std::string nowIso8601() {
-  std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return buf;
-}
-
-// ---------------------------------------------------------------- writing helpers
-
-H5Id variableStringType() {
-  H5Id type = typeId(H5Tcopy(H5T_C_S1));
-  H5Tset_size(type.get(), H5T_VARIABLE);
-  H5Tset_cset(type.get(), H5T_CSET_UTF8);
-  return type;
-}
-
-void writeStringAttribute(hid_t loc, const char* name, const std::string& value) {
-  H5Id type = variableStringType();
-  H5Id space = spaceId(H5Screate(H5S_SCALAR));
-  H5Id attr = attributeId(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  const char* data = value.c_str();
-  LOOM_CHECK(attr.valid() && H5Awrite(attr.get(), type.get(), &data) >= 0,
-             "cannot write attribute '" << name << "': " << hdf5ErrorText());
-}
-
-void writeStringArrayAttribute(hid_t loc, const char* name,
-                               const std::vector<std::string>& values) {
-  H5Id type = variableStringType();
-  const hsize_t dims[1] = {values.size()};
-  H5Id space = spaceId(H5Screate_simple(1, dims, nullptr));
-  H5Id attr = attributeId(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  std::vector<const char*> data;
-  for (const auto& v : values) data.push_back(v.c_str());
-  LOOM_CHECK(attr.valid() && (values.empty() || H5Awrite(attr.get(), type.get(), data.data()) >= 0),
-             "cannot write attribute '" << name << "': " << hdf5ErrorText());
-}
-
-void writeIntAttribute(hid_t loc, const char* name, int64_t value) {
-  H5Id space = spaceId(H5Screate(H5S_SCALAR));
-  H5Id attr =
-      attributeId(H5Acreate2(loc, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  LOOM_CHECK(attr.valid() && H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) >= 0,
-             "cannot write attribute '" << name << "': " << hdf5ErrorText());
-}
-
-/// A whole 1-D array as one contiguous dataset (the index: small, read whole).
-void writeWholeDataset(hid_t file, const char* name, hid_t file_type, hid_t mem_type,
-                       const void* data, hsize_t count) {
-  const hsize_t dims[1] = {count};
-  H5Id space = spaceId(H5Screate_simple(1, dims, nullptr));
-  H5Id dataset = datasetId(
-      H5Dcreate2(file, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  LOOM_CHECK(dataset.valid(), "cannot create dataset /" << name << ": " << hdf5ErrorText());
-  if (count > 0) {
-    LOOM_CHECK(H5Dwrite(dataset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
-               "cannot write dataset /" << name << ": " << hdf5ErrorText());
-  }
-}
-
-// ---------------------------------------------------------------- reading helpers
 
 /// Where a reader's error points: the file's name.
 struct Place {
@@ -209,6 +70,35 @@ std::string readString(hid_t loc, const char* name, const Place& place) {
                                                   << "' should hold one string, found "
                                                   << values.size());
   return values[0];
+}
+
+herr_t collectAttributeName(hid_t, const char* name, const H5A_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+  return 0;
+}
+
+/// Every attribute of `loc` that holds one string, by name. Read at open, inside the probe
+/// child (openInChildFirst) like the other attributes: reading a variable-length string is
+/// where a damaged file crashes libhdf5.
+std::map<std::string, std::string> readSingleStrings(hid_t loc, const Place& place) {
+  std::vector<std::string> names;
+  hsize_t index = 0;
+  LOOM_INPUT_CHECK(
+      H5Aiterate2(loc, H5_INDEX_NAME, H5_ITER_NATIVE, &index, collectAttributeName, &names) >= 0,
+      place.file << ": cannot list the root attributes: " << hdf5ErrorText());
+  std::map<std::string, std::string> out;
+  for (const auto& name : names) {
+    {
+      H5Id attr = attributeId(H5Aopen(loc, name.c_str(), H5P_DEFAULT));
+      LOOM_INPUT_CHECK(attr.valid(), place.file << ": cannot read attribute '" << name
+                                                << "': " << hdf5ErrorText());
+      H5Id type = typeId(H5Aget_type(attr.get()));
+      if (H5Tget_class(type.get()) != H5T_STRING) continue;
+    }
+    auto values = readStrings(loc, name.c_str(), place);
+    if (values.size() == 1) out.emplace(name, std::move(values[0]));
+  }
+  return out;
 }
 
 int64_t readInt(hid_t loc, const char* name, const Place& place) {
@@ -328,200 +218,6 @@ void readBlocks(hid_t dataset, hid_t mem_type, size_t element_size,
 
 using detail::H5Id;
 
-// ======================================================================== writer
-
-struct Hdf5DatasetWriter::Impl {
-  std::filesystem::path path;
-  std::filesystem::path temp_path;
-  Hdf5DatasetInfo info;
-  Options options;
-  H5Id file;
-  H5Id tokens;
-  H5Id loss_mask;
-  std::vector<int32_t> token_buffer;  // [buffered] not yet written to /tokens
-  std::vector<uint8_t> mask_buffer;   // [buffered]
-  int64_t written = 0;                // elements already in /tokens and /loss_mask
-  std::vector<int64_t> offsets{0};    // [samples + 1]
-  std::vector<int32_t> loss_tokens;   // [samples]
-  int64_t num_loss_tokens = 0;
-  bool finished = false;
-
-  H5Id createExtendible(const char* name, hid_t file_type) {
-    const hsize_t dims[1] = {0};
-    const hsize_t max_dims[1] = {H5S_UNLIMITED};
-    H5Id space = detail::spaceId(H5Screate_simple(1, dims, max_dims));
-    H5Id dcpl = detail::plistId(H5Pcreate(H5P_DATASET_CREATE));
-    const hsize_t chunk[1] = {static_cast<hsize_t>(options.chunk_elements)};
-    H5Pset_chunk(dcpl.get(), 1, chunk);
-    if (options.deflate_level > 0) {
-      H5Pset_shuffle(dcpl.get());
-      H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.deflate_level));
-    }
-    H5Id dataset = detail::datasetId(
-        H5Dcreate2(file.get(), name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
-    LOOM_CHECK(dataset.valid(),
-               "cannot create /" << name << " in " << temp_path << ": " << detail::hdf5ErrorText());
-    return dataset;
-  }
-
-  void appendTo(const H5Id& dataset, hid_t mem_type, const void* data, int64_t count,
-                const char* name) {
-    const hsize_t new_size[1] = {static_cast<hsize_t>(written + count)};
-    LOOM_CHECK(H5Dset_extent(dataset.get(), new_size) >= 0,
-               "cannot extend /" << name << " in " << temp_path << ": " << detail::hdf5ErrorText());
-    H5Id file_space = detail::spaceId(H5Dget_space(dataset.get()));
-    const hsize_t offset[1] = {static_cast<hsize_t>(written)};
-    const hsize_t block[1] = {static_cast<hsize_t>(count)};
-    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, block, nullptr);
-    H5Id mem_space = detail::spaceId(H5Screate_simple(1, block, nullptr));
-    LOOM_CHECK(H5Dwrite(dataset.get(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT,
-                        data) >= 0,
-               "cannot write /" << name << " in " << temp_path << ": " << detail::hdf5ErrorText());
-  }
-
-  void flushBuffers() {
-    const auto count = static_cast<int64_t>(token_buffer.size());
-    if (count == 0) return;
-    appendTo(tokens, H5T_NATIVE_INT32, token_buffer.data(), count, kTokensDataset);
-    appendTo(loss_mask, H5T_NATIVE_UINT8, mask_buffer.data(), count, kLossMaskDataset);
-    written += count;
-    token_buffer.clear();
-    mask_buffer.clear();
-  }
-
-  void closeHandles() {
-    tokens.reset();
-    loss_mask.reset();
-    file.reset();
-  }
-
-  // Also runs when the writer's constructor throws after creating the file.
-  ~Impl() {
-    if (finished || temp_path.empty()) return;
-    try {
-      closeHandles();
-    } catch (...) {
-      // Best effort: the file is being thrown away.
-    }
-    std::error_code ec;
-    std::filesystem::remove(temp_path, ec);
-  }
-};
-
-Hdf5DatasetWriter::Hdf5DatasetWriter(std::filesystem::path path, Hdf5DatasetInfo info)
-    : Hdf5DatasetWriter(std::move(path), std::move(info), Options{}) {}
-
-Hdf5DatasetWriter::Hdf5DatasetWriter(std::filesystem::path path, Hdf5DatasetInfo info,
-                                     Options options)
-    : impl_(std::make_unique<Impl>()) {
-  LOOM_CHECK(info.vocab_size > 0, "a token file needs vocab_size > 0, got " << info.vocab_size);
-  LOOM_CHECK(options.chunk_elements > 0, "chunk_elements must be > 0");
-  LOOM_CHECK(options.deflate_level >= 0 && options.deflate_level <= 9,
-             "deflate_level must be 0..9, got " << options.deflate_level);
-  auto lock = detail::lockHdf5();
-  impl_->path = std::move(path);
-  impl_->info = std::move(info);
-  impl_->options = options;
-  if (impl_->path.has_parent_path()) std::filesystem::create_directories(impl_->path.parent_path());
-  impl_->temp_path = temporarySibling(impl_->path);
-  impl_->file =
-      detail::fileId(H5Fcreate(impl_->temp_path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
-  LOOM_CHECK(impl_->file.valid(),
-             "cannot create " << impl_->temp_path << ": " << detail::hdf5ErrorText());
-  impl_->tokens = impl_->createExtendible(kTokensDataset, H5T_STD_I32LE);
-  impl_->loss_mask = impl_->createExtendible(kLossMaskDataset, H5T_STD_U8LE);
-  impl_->token_buffer.reserve(static_cast<size_t>(options.chunk_elements));
-  impl_->mask_buffer.reserve(static_cast<size_t>(options.chunk_elements));
-}
-
-Hdf5DatasetWriter::~Hdf5DatasetWriter() = default;
-
-void Hdf5DatasetWriter::append(const std::vector<int32_t>& tokens,
-                               const std::vector<uint8_t>& loss_mask) {
-  LOOM_CHECK(tokens.size() == loss_mask.size(), "sample " << impl_->loss_tokens.size() << ": "
-                                                          << tokens.size() << " tokens but "
-                                                          << loss_mask.size() << " mask values");
-  append(tokens.data(), loss_mask.data(), static_cast<int64_t>(tokens.size()));
-}
-
-void Hdf5DatasetWriter::append(const int32_t* tokens, const uint8_t* loss_mask, int64_t length) {
-  Impl& s = *impl_;
-  LOOM_CHECK(!s.finished, "append after finish() on " << s.path);
-  LOOM_CHECK(length >= 0, "negative sample length " << length);
-  const auto sample = static_cast<int64_t>(s.loss_tokens.size());
-  int64_t targets = 0;
-  for (int64_t t = 0; t < length; ++t) {
-    LOOM_CHECK(tokens[t] >= 0 && tokens[t] < s.info.vocab_size,
-               "sample " << sample << " position " << t << ": token id " << tokens[t]
-                         << " is outside the vocabulary [0, " << s.info.vocab_size << ")");
-    LOOM_CHECK(loss_mask[t] <= 1, "sample " << sample << " position " << t << ": loss mask value "
-                                            << static_cast<int>(loss_mask[t]) << ", expected 0/1");
-    if (t > 0) targets += loss_mask[t];
-  }
-  LOOM_CHECK(targets <= INT32_MAX, "sample " << sample << " has too many loss tokens");
-  auto lock = detail::lockHdf5();
-  int64_t done = 0;
-  while (done < length) {
-    const int64_t room = s.options.chunk_elements - static_cast<int64_t>(s.token_buffer.size());
-    const int64_t take = std::min(room, length - done);
-    s.token_buffer.insert(s.token_buffer.end(), tokens + done, tokens + done + take);
-    const size_t mask_start = s.mask_buffer.size();
-    s.mask_buffer.insert(s.mask_buffer.end(), loss_mask + done, loss_mask + done + take);
-    if (done == 0 && take > 0) s.mask_buffer[mask_start] = 0;  // never a target: see header
-    done += take;
-    if (static_cast<int64_t>(s.token_buffer.size()) == s.options.chunk_elements) s.flushBuffers();
-  }
-  s.offsets.push_back(s.offsets.back() + length);
-  s.loss_tokens.push_back(static_cast<int32_t>(targets));
-  s.num_loss_tokens += targets;
-}
-
-void Hdf5DatasetWriter::finish() {
-  Impl& s = *impl_;
-  LOOM_CHECK(!s.finished, "finish() called twice on " << s.path);
-  {
-    auto lock = detail::lockHdf5();
-    s.flushBuffers();
-    const hid_t file = s.file.get();
-    detail::writeWholeDataset(file, kOffsetsDataset, H5T_STD_I64LE, H5T_NATIVE_INT64,
-                              s.offsets.data(), s.offsets.size());
-    detail::writeWholeDataset(file, kLossTokensDataset, H5T_STD_I32LE, H5T_NATIVE_INT32,
-                              s.loss_tokens.data(), s.loss_tokens.size());
-    const Hdf5DatasetInfo& info = s.info;
-    detail::writeStringAttribute(file, "format", kTokensFormatName);
-    detail::writeIntAttribute(file, "format_version", kTokensFormatVersion);
-    detail::writeStringAttribute(file, "tokenizer_hash", info.tokenizer_hash);
-    detail::writeIntAttribute(file, "vocab_size", info.vocab_size);
-    detail::writeIntAttribute(file, "eos_id", info.eos_id);
-    detail::writeIntAttribute(file, "pad_id", info.pad_id);
-    detail::writeStringArrayAttribute(file, "source_files", info.source_files);
-    detail::writeStringAttribute(file, "template", info.template_name);
-    detail::writeStringAttribute(file, "created",
-                                 info.created.empty() ? detail::nowIso8601() : info.created);
-    detail::writeIntAttribute(file, "num_samples", numSamples());
-    detail::writeIntAttribute(file, "num_tokens", numTokens());
-    detail::writeIntAttribute(file, "num_loss_tokens", s.num_loss_tokens);
-    LOOM_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0,
-               "cannot flush " << s.temp_path << ": " << detail::hdf5ErrorText());
-    s.closeHandles();
-  }
-  fsyncPath(s.temp_path);
-  std::error_code ec;
-  std::filesystem::rename(s.temp_path, s.path, ec);
-  LOOM_CHECK(!ec, "cannot rename " << s.temp_path << " to " << s.path << ": " << ec.message());
-  s.finished = true;
-  fsyncPath(s.path.has_parent_path() ? s.path.parent_path() : std::filesystem::path("."));
-}
-
-int64_t Hdf5DatasetWriter::numSamples() const {
-  return static_cast<int64_t>(impl_->loss_tokens.size());
-}
-int64_t Hdf5DatasetWriter::numTokens() const { return impl_->offsets.back(); }
-int64_t Hdf5DatasetWriter::numLossTokens() const { return impl_->num_loss_tokens; }
-const std::filesystem::path& Hdf5DatasetWriter::path() const { return impl_->path; }
-
-// ======================================================================== reader
-
 struct Hdf5Dataset::Impl {
   std::filesystem::path path;
   detail::Place place;
@@ -529,8 +225,9 @@ struct Hdf5Dataset::Impl {
   H5Id file;
   H5Id tokens;
   H5Id loss_mask;
-  std::vector<int64_t> offsets;      // [n + 1]
-  std::vector<int32_t> loss_tokens;  // [n]
+  std::vector<int64_t> offsets;                          // [n + 1]
+  std::vector<int32_t> loss_tokens;                      // [n]
+  std::map<std::string, std::string> string_attributes;  // root attributes holding one string
 
   int64_t numSamples() const { return static_cast<int64_t>(loss_tokens.size()); }
 
@@ -603,6 +300,7 @@ void Hdf5Dataset::Impl::open(int64_t model_vocab_size) {
   }
   info.template_name = optionalString("template");
   info.created = optionalString("created");
+  string_attributes = detail::readSingleStrings(f, place);
 
   auto [offsets_ds, num_offsets] =
       detail::openArray(f, kOffsetsDataset, "int64 [num_samples + 1]", place);
@@ -820,6 +518,12 @@ std::vector<int64_t> Hdf5Dataset::lossTokensWithin(int64_t max_length) const {
   return out;
 }
 
+std::optional<std::string> Hdf5Dataset::stringAttribute(const std::string& name) const {
+  auto found = impl_->string_attributes.find(name);
+  if (found == impl_->string_attributes.end()) return std::nullopt;
+  return found->second;
+}
+
 Sample Hdf5Dataset::readSample(int64_t i) const {
   SampleBatch batch = readSamples({i});
   Sample sample;
@@ -892,72 +596,6 @@ SampleBatch Hdf5Dataset::readSamples(const std::vector<int64_t>& indices) const 
     std::copy_n(mask.begin() + staged_at[u], length, batch.loss_mask.begin() + batch.offsets[j]);
   }
   return batch;
-}
-
-// ======================================================================== prefetcher
-
-Prefetcher::Prefetcher(const Hdf5Dataset& dataset) : dataset_(dataset) {
-  worker_ = std::thread([this] { run(); });
-}
-
-Prefetcher::~Prefetcher() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  worker_.join();
-}
-
-std::future<SampleBatch> Prefetcher::request(std::vector<int64_t> indices) {
-  Job job{std::move(indices), {}};
-  auto future = job.promise.get_future();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    jobs_.push_back(std::move(job));
-  }
-  wake_.notify_one();
-  return future;
-}
-
-void Prefetcher::submit(std::vector<int64_t> indices) {
-  auto future = request(std::move(indices));
-  std::lock_guard<std::mutex> lock(mutex_);
-  submitted_.push_back(std::move(future));
-}
-
-SampleBatch Prefetcher::next() {
-  std::future<SampleBatch> future;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    LOOM_CHECK(!submitted_.empty(), "Prefetcher::next() with no submitted read");
-    future = std::move(submitted_.front());
-    submitted_.pop_front();
-  }
-  return future.get();
-}
-
-int64_t Prefetcher::pending() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return static_cast<int64_t>(submitted_.size());
-}
-
-void Prefetcher::run() {
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-      if (stop_) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    try {
-      job.promise.set_value(dataset_.readSamples(job.indices));
-    } catch (...) {
-      job.promise.set_exception(std::current_exception());
-    }
-  }
 }
 
 }  // namespace loom
