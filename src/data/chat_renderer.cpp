@@ -12,10 +12,10 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/sha256.hpp"
 #include "loom/data/conversation.hpp"
 #include "loom/data/jinja.hpp"
 #include "loom/data/tokenizer.hpp"
-#include "tokenizer_text.hpp"
 
 namespace loom {
 
@@ -213,14 +213,14 @@ ChatRenderer ChatRenderer::forTokenizer(const std::filesystem::path& dir,
                           << " token; its chat template is another family's");
     impl->family = family;
     impl->description = "built-in " + std::string(chatTemplateName(family));
-    impl->hash = detail::sha256Hex(impl->description);
+    impl->hash = sha256Hex(impl->description);
     impl->reads_reasoning = family == ChatTemplate::kQwen;
     impl->think_token = tokenizer.tokenToId("<think>").has_value();
   };
   auto use_jinja = [&](const std::string& source, const std::string& where) {
     impl->jinja = JinjaTemplate::parse(source, where);
     impl->description = "chat_template of " + where;
-    impl->hash = detail::sha256Hex(source);
+    impl->hash = sha256Hex(source);
     impl->reads_reasoning = source.find("reasoning_content") != std::string::npos ||
                             source.find("thinking") != std::string::npos;
   };

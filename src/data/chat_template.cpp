@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "loom/core/error.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/data/tokenizer.hpp"
 #include "tokenizer_text.hpp"
 
@@ -45,15 +46,6 @@ std::string lstripNewlines(const std::string& s) {
 std::string rstripNewlines(const std::string& s) {
   const size_t e = s.find_last_not_of('\n');
   return e == std::string::npos ? std::string() : s.substr(0, e + 1);
-}
-
-bool startsWith(const std::string& s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
-bool endsWith(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 void checkRoles(const std::vector<ChatMessage>& messages) {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "loom/core/format.hpp"
+#include "loom/core/splitmix.hpp"
 
 namespace loom {
 
@@ -15,13 +16,8 @@ namespace {
 
 using nlohmann::ordered_json;
 
-uint64_t mix(uint64_t h, uint64_t v) {
-  // splitmix64's finaliser over h ^ v: cheap, and every bit of v reaches every bit of h.
-  uint64_t x = (h ^ v) + 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+// splitmix64 over h ^ v: cheap, and every bit of v reaches every bit of h.
+uint64_t mix(uint64_t h, uint64_t v) { return splitMix64(h ^ v); }
 
 // Grown to the longest length seen (not seq_len, which may be huge when nothing is cut).
 void count(std::vector<int64_t>& histogram, int64_t length, int64_t copies) {

@@ -8,17 +8,11 @@
 #include <numeric>
 
 #include "loom/core/error.hpp"
+#include "loom/core/splitmix.hpp"
 
 namespace loom {
 
 namespace {
-
-uint64_t splitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
 
 constexpr uint64_t kValidationPurpose = 1;
 constexpr uint64_t kMixPurpose = 2;

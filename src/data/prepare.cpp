@@ -228,8 +228,8 @@ PrepareSummary runPrepare(const PrepareOptions& o) {
                                               << ": no eos_token, which --format "
                                               << prepareFormatName(o.format)
                                               << " appends to every sample");
-  recipe.prefix = {};  // MERGE: tokenizer.specialPrefix();
-  recipe.suffix = {};  // MERGE: tokenizer.specialSuffix();
+  recipe.prefix = tokenizer.specialPrefix();
+  recipe.suffix = tokenizer.specialSuffix();
 
   ordered_json settings = {
       {"format", prepareFormatName(o.format)},
@@ -406,8 +406,8 @@ PrepareSummary runPrepare(const PrepareOptions& o) {
       report.toJson(settings, o.output.string(), val ? o.val_output.string() : std::string());
   summary.duplicates = report_json.at("records").at("duplicates").get<int64_t>();
   summary.report_json = report_json.dump();
-  // MERGE: train.writer->setStringAttribute(kPrepareReportAttribute, summary.report_json);
-  // MERGE: if (val) val->writer->setStringAttribute(kPrepareReportAttribute, summary.report_json);
+  train.writer->setStringAttribute(kPrepareReportAttribute, summary.report_json);
+  if (val) val->writer->setStringAttribute(kPrepareReportAttribute, summary.report_json);
   train.finish();
   summary.train = train.summary;
   if (val) {

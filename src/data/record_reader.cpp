@@ -3,6 +3,7 @@
 #include "record_reader.hpp"
 
 #include "loom/core/error.hpp"
+#include "loom/core/splitmix.hpp"
 #include "loom/core/text_encoding.hpp"
 #include "loom/data/mix_plan.hpp"
 
@@ -22,13 +23,6 @@ int firstNonBlankByte(const std::filesystem::path& path) {
     if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return static_cast<unsigned char>(c);
   }
   return -1;
-}
-
-uint64_t splitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
 }
 
 }  // namespace
