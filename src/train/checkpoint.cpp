@@ -21,6 +21,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/core/text_encoding.hpp"
 
 namespace loom {
@@ -60,8 +61,8 @@ std::vector<std::pair<int64_t, fs::path>> listCheckpoints(const fs::path& dir) {
     // ".step-N.replaced" whose step-N is missing: the replacement crashed between its two
     // renames, and this is the complete old checkpoint.
     const std::string suffix = kReplacedSuffix;
-    const bool replaced = name.size() > suffix.size() + 1 && name[0] == '.' &&
-                          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    const bool replaced =
+        name.size() > suffix.size() + 1 && name[0] == '.' && endsWith(name, suffix);
     if (replaced) {
       name = name.substr(1, name.size() - 1 - suffix.size());
       if (fs::exists(dir / name)) continue;
