@@ -1,7 +1,6 @@
 #include "loom/train/checkpoint.hpp"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -178,18 +177,6 @@ TrainerState TrainerState::fromJson(const std::string& text, const std::string& 
     get("resume_settings", "an object of strings", any, s.resume_settings);
   }
   return s;
-}
-
-namespace {
-int fsyncEntry(const char* path, const struct stat*, int, struct FTW*) {
-  fsyncPath(path);
-  return 0;
-}
-}  // namespace
-
-void fsyncTree(const fs::path& dir) {
-  // nftw rather than std::filesystem's recursive iterator: see removeTree (core/file_util).
-  ::nftw(dir.c_str(), fsyncEntry, 32, FTW_PHYS);
 }
 
 fs::path writeCheckpoint(const fs::path& checkpoints_dir, const TrainerState& state, int64_t keep,
