@@ -2,6 +2,7 @@
 
 #include "loom/comm/world.hpp"
 #include "loom/core/error.hpp"
+#include "loom/core/strings.hpp"
 
 namespace loom {
 
@@ -17,7 +18,7 @@ std::unique_ptr<Communicator> makeCommunicator(Backend backend, const World& wor
     case Backend::kMpi:
       return makeMpiCommunicator(world);
     case Backend::kNccl: {
-      LOOM_CHECK(device.rfind("cuda:", 0) == 0, "NCCL needs a CUDA device, got " << device);
+      LOOM_CHECK(startsWith(device, "cuda:"), "NCCL needs a CUDA device, got " << device);
       return makeNcclCommunicator(world, std::stoi(device.substr(5)), world.collectiveTimeout());
     }
     case Backend::kAuto:

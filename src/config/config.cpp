@@ -17,6 +17,7 @@
 #include "loom/core/env_expand.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/core/text_encoding.hpp"
 
 namespace loom {
@@ -60,7 +61,7 @@ std::string didYouMean(const std::string& word, const std::vector<std::string>& 
   const size_t limit = std::max<size_t>(2, word.size() / 3);
   if (!best.empty() && best_d <= limit) return "; did you mean '" + best + "'?";
   for (const auto& a : allowed) {  // "hostname" for "host", "seq" for "seq_len"
-    if (a.size() >= 3 && word.size() >= 3 && (word.rfind(a, 0) == 0 || a.rfind(word, 0) == 0)) {
+    if (a.size() >= 3 && word.size() >= 3 && (startsWith(word, a) || startsWith(a, word))) {
       return "; did you mean '" + a + "'?";
     }
   }

@@ -43,6 +43,18 @@ void fsyncPath(const std::filesystem::path& path) {
   ::close(fd);
 }
 
+namespace {
+int fsyncEntry(const char* path, const struct stat*, int, struct FTW*) {
+  fsyncPath(path);
+  return 0;
+}
+}  // namespace
+
+void fsyncTree(const std::filesystem::path& dir) {
+  // nftw rather than std::filesystem's recursive iterator: see removeTree.
+  ::nftw(dir.c_str(), fsyncEntry, 32, FTW_PHYS);
+}
+
 void writeFileAtomic(const std::filesystem::path& path, const std::string& contents) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   const auto tmp = temporarySibling(path);

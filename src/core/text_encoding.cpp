@@ -6,13 +6,10 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/strings.hpp"
 
 namespace loom {
 namespace {
-
-bool startsWith(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
-}
 
 /// Length of the valid UTF-8 sequence at text[i], or 0 when it is not one.
 size_t utf8SequenceLength(std::string_view text, size_t i) {

@@ -14,6 +14,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/sha256.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/core/text_encoding.hpp"
 #include "tokenizer_impl.hpp"
 
@@ -392,7 +393,7 @@ std::shared_ptr<TokenizerImpl> loadTokenizer(const std::filesystem::path& file,
       if (m.is_string()) {
         const std::string line = m.get<std::string>();
         // Legacy "a b" form; "#version" lines are comments and take no rank.
-        if (line.rfind("#version", 0) == 0) continue;
+        if (startsWith(line, "#version")) continue;
         const size_t space = line.find(' ');
         LOOM_INPUT_CHECK(
             space != std::string::npos && line.find(' ', space + 1) == std::string::npos,

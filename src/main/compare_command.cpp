@@ -25,6 +25,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/core/text_encoding.hpp"
 #include "loom/data/hdf5_dataset.hpp"
 #include "loom/data/prompts.hpp"
@@ -141,8 +142,8 @@ void checkAdapterFits(CausalLm& model, const fs::path& adapter, const fs::path& 
   const std::string prefix = "base_model.model.";  // PEFT's names for a causal LM
   for (const auto& name : st.names()) {
     for (const std::string kind : {".lora_A.weight", ".lora_B.weight"}) {
-      if (name.size() <= kind.size() + prefix.size() || name.rfind(prefix, 0) != 0 ||
-          name.compare(name.size() - kind.size(), kind.size(), kind) != 0) {
+      if (name.size() <= kind.size() + prefix.size() || !startsWith(name, prefix) ||
+          !endsWith(name, kind)) {
         continue;
       }
       const auto it =

@@ -3,6 +3,7 @@
 #include <torch/cuda.h>
 
 #include "loom/core/error.hpp"
+#include "loom/core/strings.hpp"
 
 namespace loom::cli {
 
@@ -13,7 +14,7 @@ c10::Device parseDeviceFlag(const std::string& text) {
   if (text == "cpu") return c10::Device(c10::kCPU);
   int index = 0;
   if (text != "cuda") {
-    const bool well_formed = text.rfind("cuda:", 0) == 0 && text.size() > 5 &&
+    const bool well_formed = startsWith(text, "cuda:") && text.size() > 5 &&
                              text.find_first_not_of("0123456789", 5) == std::string::npos &&
                              text.size() < 10;
     LOOM_INPUT_CHECK(well_formed,

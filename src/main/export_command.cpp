@@ -28,8 +28,8 @@
 #include "device_flags.hpp"
 #include "loom/config/config.hpp"
 #include "loom/core/error.hpp"
-#include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/staged_folder.hpp"
 #include "loom/model/hf_config.hpp"
 #include "loom/model/hf_io.hpp"
 #include "loom/model/lora.hpp"
@@ -98,50 +98,6 @@ bool within(const fs::path& inner, const fs::path& outer) {
   }
   return true;
 }
-
-/// A folder written under a temporary sibling name and renamed onto its target on commit();
-/// removed if never committed (an exception on the way).
-class StagedFolder {
- public:
-  StagedFolder(fs::path target, bool replace) : target_(std::move(target)), replace_(replace) {
-    staging_ = target_;
-    staging_ += ".tmp-" + std::to_string(::getpid());
-    fs::create_directories(target_.parent_path());
-    removeTree(staging_);
-    fs::create_directories(staging_);
-  }
-  ~StagedFolder() {
-    if (!committed_) removeTree(staging_);
-  }
-  StagedFolder(const StagedFolder&) = delete;
-  StagedFolder& operator=(const StagedFolder&) = delete;
-
-  const fs::path& path() const { return staging_; }
-
-  void commit() {
-    fsyncPath(staging_);
-    if (fs::exists(target_)) {
-      LOOM_CHECK(replace_ || fs::is_empty(target_), target_.string() << " appeared meanwhile");
-      // Move the old folder aside first: a crash between the renames leaves both, whole.
-      fs::path old = target_;
-      old += ".old-" + std::to_string(::getpid());
-      removeTree(old);
-      fs::rename(target_, old);
-      fs::rename(staging_, target_);
-      removeTree(old);
-    } else {
-      fs::rename(staging_, target_);
-    }
-    fsyncPath(target_.parent_path());
-    committed_ = true;
-  }
-
- private:
-  fs::path target_;
-  fs::path staging_;
-  bool replace_;
-  bool committed_ = false;
-};
 
 /// The folder of the adapter to export (see the top of this file).
 fs::path adapterSource(const Config& config) {
@@ -218,7 +174,10 @@ int runExport(const ExportCli& o) {
   // Loading in the checkpoint's own dtype keeps its weights exact; a merge is computed in
   // fp32 (Projection::mergeLora) and rounded once, to out_dtype, when saved.
   ModelSetup setup = setupModel(config, c10::Device(c10::kCPU), source_dtype);
-  StagedFolder staged(out, o.force);
+  // Staged as "<out>.tmp-<pid>", the name --help documents.
+  fs::path staging = out;
+  staging += ".tmp-" + std::to_string(::getpid());
+  StagedFolder staged(out, o.force, staging);
   std::string what;
   if (lora && !o.merge) {
     saveAdapter(*setup.model, setup.spec, staged.path(), normalised(config.model.path).string());

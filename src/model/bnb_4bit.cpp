@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.hpp"
+#include "loom/core/strings.hpp"
 
 namespace loom {
 namespace detail {
@@ -68,7 +69,7 @@ Nf4Weight readBnb4bit(const SafetensorsCheckpoint& checkpoint, const std::string
   const std::string qs_key = detail::quantStateKey(checkpoint, name);
   LOOM_INPUT_CHECK(!qs_key.empty(), place(checkpoint, name) << ": no quant_state");
   const std::string where = place(checkpoint, qs_key);
-  LOOM_INPUT_CHECK(qs_key.size() > 3 && qs_key.compare(qs_key.size() - 3, 3, "nf4") == 0,
+  LOOM_INPUT_CHECK(qs_key.size() > 3 && endsWith(qs_key, "nf4"),
                    where << ": quant type fp4 is not supported (expected nf4)");
   LOOM_INPUT_CHECK(checkpoint.entry(qs_key).dtype == at::kByte,
                    where << ": expected uint8 bytes of JSON");

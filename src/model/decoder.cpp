@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "loom/core/error.hpp"
+#include "loom/core/strings.hpp"
 
 namespace loom {
 namespace detail {
@@ -501,7 +502,7 @@ void CausalLm::initRandom(double std) {
     auto& p = item.value();
     if (name.find(".lora_") != std::string::npos) continue;
     const bool is_norm = name.find("norm.weight") != std::string::npos;
-    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    const bool is_bias = endsWith(name, ".bias");
     if (is_norm) {
       p.fill_(1.0);
     } else if (is_bias) {

@@ -10,16 +10,12 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/model/bnb_4bit.hpp"
 
 namespace loom {
 namespace detail {
 namespace {
-
-bool endsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // Files of a model folder that travel with the weights (tokenizer, chat template, generation).
 constexpr const char* kCompanionFiles[] = {
@@ -166,7 +162,7 @@ void loadWeights(CausalLm& model, const SafetensorsCheckpoint& checkpoint) {
   for (const auto& name : checkpoint.names()) {
     if (used.count(name)) continue;
     if (model.config().tie_word_embeddings && name == "lm_head.weight") continue;
-    if (detail::endsWith(name, "rotary_emb.inv_freq")) continue;  // a buffer older files carry
+    if (endsWith(name, "rotary_emb.inv_freq")) continue;  // a buffer older files carry
     LOOM_INPUT_CHECK(false, "checkpoint file " << checkpoint.fileOf(name).path().string()
                                                << ": unexpected tensor '" << name
                                                << "' (no such parameter in a "

@@ -9,6 +9,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/core/text_encoding.hpp"
 #include "loom/model/decoder.hpp"
 
@@ -17,11 +18,6 @@ namespace detail {
 namespace {
 
 constexpr const char* kPeftPrefix = "base_model.model.";
-
-bool endsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string shortName(const std::string& module_path) {
   const auto dot = module_path.rfind('.');
@@ -72,7 +68,7 @@ bool LoraSpec::targets(const std::string& module_path) const {
   if (detail::shortName(module_path) == "lm_head") return false;
   if (!target_regex.empty()) return detail::fullMatch(target_regex, module_path);
   for (const auto& t : target_modules) {
-    if (t == "all-linear" || module_path == t || detail::endsWith(module_path, "." + t)) {
+    if (t == "all-linear" || module_path == t || endsWith(module_path, "." + t)) {
       return true;
     }
   }

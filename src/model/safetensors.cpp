@@ -14,6 +14,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/core/text_encoding.hpp"
 #include "loom/model/safetensors_header.hpp"
 
@@ -357,7 +358,7 @@ std::vector<std::filesystem::path> saveSafetensorsSharded(const std::filesystem:
     const std::string fname = entry.path().filename().string();
     const bool ours =
         fname == single.filename().string() || fname == index.filename().string() ||
-        (fname.rfind(prefix + "-", 0) == 0 && entry.path().extension() == ".safetensors" &&
+        (startsWith(fname, prefix + "-") && entry.path().extension() == ".safetensors" &&
          fname.find("-of-") != std::string::npos);
     if (ours && std::find(written.begin(), written.end(), entry.path()) == written.end()) {
       fs::remove(entry.path());

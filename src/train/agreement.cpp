@@ -2,20 +2,19 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
 #include <sstream>
 
 #include "loom/comm/world.hpp"
 #include "loom/core/error.hpp"
+#include "loom/core/hex.hpp"
+#include "loom/core/strings.hpp"
 
 namespace loom {
 
 std::string identityHash(const std::string& text) {
   uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return hex64(h);
 }
 
 namespace {
@@ -60,7 +59,7 @@ void checkRanksAgree(const World& world, const RankIdentity& mine) {
       if (ranks[r].at(key) == ranks[0].at(key)) continue;
       ++differing;
       // For the data, each rank's own path: node-local copies are the usual cause.
-      const bool data = std::string(key).rfind("data_", 0) == 0;
+      const bool data = startsWith(key, "data_");
       auto side = [&](size_t k) {
         return "rank " + std::to_string(k) + " (host " + ranks[k]["host"].get<std::string>() + ")" +
                (data ? " reads " + ranks[k]["data_file"].get<std::string>() + ":" : "") + " " +

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "loom/core/error.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/data/tokenizer.hpp"
 #include "loom/model/decoder.hpp"
 
@@ -14,7 +15,7 @@ namespace {
 /// sequence is held back until the next token completes it).
 std::string settledText(const std::string& text) {
   const std::string replacement = "\xEF\xBF\xBD";
-  if (text.size() >= 3 && text.compare(text.size() - 3, 3, replacement) == 0) {
+  if (endsWith(text, replacement)) {
     return text.substr(0, text.size() - 3);
   }
   return text;

@@ -1,7 +1,6 @@
 #include "loom/train/checkpoint.hpp"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -21,6 +20,7 @@
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/core/text_encoding.hpp"
 
 namespace loom {
@@ -60,8 +60,8 @@ std::vector<std::pair<int64_t, fs::path>> listCheckpoints(const fs::path& dir) {
     // ".step-N.replaced" whose step-N is missing: the replacement crashed between its two
     // renames, and this is the complete old checkpoint.
     const std::string suffix = kReplacedSuffix;
-    const bool replaced = name.size() > suffix.size() + 1 && name[0] == '.' &&
-                          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    const bool replaced =
+        name.size() > suffix.size() + 1 && name[0] == '.' && endsWith(name, suffix);
     if (replaced) {
       name = name.substr(1, name.size() - 1 - suffix.size());
       if (fs::exists(dir / name)) continue;
@@ -177,18 +177,6 @@ TrainerState TrainerState::fromJson(const std::string& text, const std::string& 
     get("resume_settings", "an object of strings", any, s.resume_settings);
   }
   return s;
-}
-
-namespace {
-int fsyncEntry(const char* path, const struct stat*, int, struct FTW*) {
-  fsyncPath(path);
-  return 0;
-}
-}  // namespace
-
-void fsyncTree(const fs::path& dir) {
-  // nftw rather than std::filesystem's recursive iterator: see removeTree (core/file_util).
-  ::nftw(dir.c_str(), fsyncEntry, 32, FTW_PHYS);
 }
 
 fs::path writeCheckpoint(const fs::path& checkpoints_dir, const TrainerState& state, int64_t keep,

@@ -8,6 +8,7 @@
 #include "loom/comm/device.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/strings.hpp"
 #include "loom/model/hf_config.hpp"
 #include "loom/model/hf_io.hpp"
 
@@ -104,7 +105,7 @@ ModelSetup setupModel(const Config& config, c10::Device device, at::ScalarType d
     const bool differs = asked.r != setup.spec.rank || asked.alpha != setup.spec.alpha ||
                          asked.rslora != setup.spec.use_rslora;
     for (const auto& [key, place] : config.locations) {
-      if (differs && key.rfind("finetune.lora.", 0) == 0) {
+      if (differs && startsWith(key, "finetune.lora.")) {
         LOOM_WARN(place << ": finetune.lora (r=" << asked.r << " alpha=" << asked.alpha
                         << ") is ignored: the adapter of finetune.adapter brings its own, r="
                         << setup.spec.rank << " alpha=" << setup.spec.alpha

@@ -15,6 +15,7 @@
 #include "loom/core/file_util.hpp"
 #include "loom/core/format.hpp"
 #include "loom/core/log.hpp"
+#include "loom/core/staged_folder.hpp"
 #include "loom/model/decoder.hpp"
 #include "loom/model/hf_io.hpp"
 #include "loom/model/lora.hpp"
@@ -177,19 +178,18 @@ void Trainer::checkpoint() {
 void Trainer::saveFinal() {
   if (!world_.isRoot()) return;
   const fs::path target = run_dir_ / (lora_ ? "adapter" : "model");
-  const fs::path tmp =
-      run_dir_ / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  removeTree(tmp);
+  // Staged under the name it always had (a hidden sibling); the old target, from a rerun,
+  // is now moved aside rather than removed before the rename.
+  StagedFolder staged(
+      target, /*replace=*/true,
+      run_dir_ / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid())));
   if (lora_) {
-    saveAdapter(*model_, spec_, tmp, config_.model.path);
+    saveAdapter(*model_, spec_, staged.path(), config_.model.path);
   } else {
-    saveFullModel(*model_, tmp, config_.model.path, dtype_ == at::kFloat ? at::kFloat : dtype_,
-                  5LL << 30);
+    saveFullModel(*model_, staged.path(), config_.model.path,
+                  dtype_ == at::kFloat ? at::kFloat : dtype_, 5LL << 30);
   }
-  fsyncTree(tmp);
-  removeTree(target);
-  fs::rename(tmp, target);
-  fsyncPath(run_dir_);
+  staged.commit();
   LOOM_INFO((lora_ ? "adapter" : "model") << " written to " << target.string()
                                           << (lora_ ? " (PEFT layout)" : " (Hugging Face folder)"));
 }

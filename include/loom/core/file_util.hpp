@@ -16,6 +16,9 @@ std::string readFileOrThrow(const std::filesystem::path& path, const std::string
 /// fsyncs a file or folder (after a rename, sync the folder so the new name is durable).
 void fsyncPath(const std::filesystem::path& path);
 
+/// fsyncs every file under `dir`, then `dir` itself (symbolic links are not followed).
+void fsyncTree(const std::filesystem::path& dir);
+
 /// Removes a file or a whole folder tree (like std::filesystem::remove_all, which it
 /// replaces on purpose: libtorch wheels export their own, older copy of libstdc++'s
 /// filesystem implementation, and calls that bind to it from code compiled with a newer

@@ -48,7 +48,4 @@ std::optional<std::filesystem::path> newestCheckpoint(const std::filesystem::pat
 /// Reads `<dir>/trainer_state.json`; InputError when absent or malformed.
 TrainerState readTrainerState(const std::filesystem::path& dir);
 
-/// fsyncs every file under `dir`, then `dir` itself.
-void fsyncTree(const std::filesystem::path& dir);
-
 }  // namespace loom
