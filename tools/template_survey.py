@@ -1,6 +1,6 @@
 """Survey of published chat templates: does Loom render them byte-identically to transformers?
 
-    template_survey.py --templates DIR --out report.json [--trainer PATH] [--tokenizer DIR]
+    .venv/bin/python tools/template_survey.py --templates DIR --out report.json [--trainer PATH] [--tokenizer DIR]
 
 DIR holds NAME.jinja files (and optionally SOURCES.tsv: "NAME.jinja<TAB>where it came from" per
 line, copied into the report). --tokenizer may be repeated (default <repo>/../shared/tokenizers/
