@@ -10,20 +10,14 @@
 #include <string>
 
 #include "loom/core/error.hpp"
+#include "support/test_support.hpp"
 
 namespace loom {
 namespace {
 
 using nlohmann::ordered_json;
 
-std::string errorOf(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::inputErrorOf;
 
 TEST(Conversation, ShareGptIsTheSameConversationAsMessages) {
   const auto sharegpt = ordered_json::parse(R"({"system": "Be brief.", "conversations": [
@@ -39,7 +33,7 @@ TEST(Conversation, ShareGptIsTheSameConversationAsMessages) {
 TEST(Conversation, ShareGptUnknownSpeakerNamesTheField) {
   const auto record = ordered_json::parse(
       R"({"conversations": [{"from": "human", "value": "Hi"}, {"from": "bot", "value": "x"}]})");
-  const std::string e = errorOf([&] { sharegptConversation(record, {}, "data.jsonl:7"); });
+  const std::string e = inputErrorOf([&] { sharegptConversation(record, {}, "data.jsonl:7"); });
   EXPECT_NE(e.find("data.jsonl:7: conversations[1].from is \"bot\""), std::string::npos) << e;
 }
 
@@ -56,7 +50,7 @@ TEST(Conversation, AlpacaWithRemappedFieldsCarriesTheReasoningTrace) {
        "reasoning_content": "Consider measles."}])");
   EXPECT_EQ(messages, want);
   const auto missing = ordered_json::parse(R"({"Question": "q", "Response": "r"})");
-  const std::string e = errorOf([&] { alpacaConversation(missing, fields, "m:2"); });
+  const std::string e = inputErrorOf([&] { alpacaConversation(missing, fields, "m:2"); });
   EXPECT_NE(e.find("m:2: missing field 'Complex_CoT'"), std::string::npos) << e;
   // instruction + input, and a system field.
   const auto plain = ordered_json::parse(
@@ -90,7 +84,7 @@ TEST(Conversation, ChatMessagesAreNormalisedAsTransformersDoes) {
 
 TEST(Conversation, ChatErrorsNameTheMessageAndField) {
   auto error = [](const char* text) {
-    return errorOf([&] { chatConversation(ordered_json::parse(text), {}, "d.jsonl:4"); });
+    return inputErrorOf([&] { chatConversation(ordered_json::parse(text), {}, "d.jsonl:4"); });
   };
   EXPECT_NE(error(R"({"messages": [{"role": "robot", "content": "x"}]})")
                 .find("d.jsonl:4: messages[0].role is \"robot\""),
@@ -114,11 +108,11 @@ TEST(Conversation, DefaultSystemOnlyWhenThereIsNone) {
 }
 
 TEST(Conversation, FieldsSpecErrors) {
-  EXPECT_NE(errorOf([] {
+  EXPECT_NE(inputErrorOf([] {
               parseRecordFields("answer=Response", "--fields");
             }).find("unknown key \"answer\""),
             std::string::npos);
-  EXPECT_NE(errorOf([] { parseRecordFields("output", "--fields"); }).find("is not KEY=NAME"),
+  EXPECT_NE(inputErrorOf([] { parseRecordFields("output", "--fields"); }).find("is not KEY=NAME"),
             std::string::npos);
   EXPECT_EQ(parseRecordFields("", "--fields").output, "output");
 }

@@ -63,15 +63,6 @@ std::string jsonl(const std::vector<json>& records) {
   return out;
 }
 
-std::string decodeWhere(const Tokenizer& tok, const std::vector<int32_t>& ids,
-                        const std::vector<uint8_t>& mask, uint8_t want) {
-  std::vector<int32_t> picked;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (mask[i] == want) picked.push_back(ids[i]);
-  }
-  return tok.decode(picked);
-}
-
 json conversation(int i) {
   return json::array({{{"role", "user"}, {"content", "Q" + std::to_string(i)}},
                       {{"role", "assistant"}, {"content", "first " + std::to_string(i)}},
@@ -114,7 +105,8 @@ TEST_F(PrepareFormats, OwnTemplateRendersAndIsRecorded) {
   EXPECT_EQ(tok.decode(c.tokens[0]),
             "<|im_start|>user\nQ0<|im_end|>\n<|im_start|>assistant\nfirst 0<|im_end|>\n"
             "<|im_start|>user\nagain<|im_end|>\n<|im_start|>assistant\nsecond 0<|im_end|>\n");
-  EXPECT_EQ(decodeWhere(tok, c.tokens[0], c.masks[0], 1), "first 0<|im_end|>second 0<|im_end|>");
+  EXPECT_EQ(testing::decodeMasked(tok, c.tokens[0], c.masks[0], 1),
+            "first 0<|im_end|>second 0<|im_end|>");
   const json settings = json::parse(s.template_description);
   EXPECT_EQ(settings["chat_template"],
             "chat_template of " + (tok_dir() / "chat_template.jinja").string());
@@ -158,11 +150,11 @@ TEST_F(PrepareFormats, TrainOnChoosesWhichTurnsAreTargets) {
     return readAll(o.output);
   };
   const Contents every = run(TrainOn::kAllAssistant);
-  EXPECT_EQ(decodeWhere(tok, every.tokens[0], every.masks[0], 1),
+  EXPECT_EQ(testing::decodeMasked(tok, every.tokens[0], every.masks[0], 1),
             "first 7<|im_end|>second 7<|im_end|>");
   const Contents last = run(TrainOn::kLastAssistant);
   EXPECT_EQ(last.tokens, every.tokens);
-  EXPECT_EQ(decodeWhere(tok, last.tokens[0], last.masks[0], 1), "second 7<|im_end|>");
+  EXPECT_EQ(testing::decodeMasked(tok, last.tokens[0], last.masks[0], 1), "second 7<|im_end|>");
   const Contents all = run(TrainOn::kAll);
   // Everything is a target but the first token, which never is (hdf5_dataset.hpp).
   EXPECT_EQ(std::count(all.masks[0].begin(), all.masks[0].end(), 0), 1);
@@ -330,12 +322,12 @@ TEST(PrepareFormatsQwen3, ReasoningFieldGoesInTheThinkBlockAsTarget) {
   ASSERT_EQ(c.tokens.size(), 2u);
   // With a trace, thinking is on: the whole think block is what the model learns to write.
   // Context: the prompt up to the assistant header, and the newline after the closing token.
-  EXPECT_EQ(decodeWhere(tok, c.tokens[0], c.masks[0], 0),
+  EXPECT_EQ(testing::decodeMasked(tok, c.tokens[0], c.masks[0], 0),
             "<|im_start|>user\nFever and rash?<|im_end|>\n<|im_start|>assistant\n\n");
-  EXPECT_EQ(decodeWhere(tok, c.tokens[0], c.masks[0], 1),
+  EXPECT_EQ(testing::decodeMasked(tok, c.tokens[0], c.masks[0], 1),
             "<think>\nRash after fever suggests measles.\n</think>\n\nLikely measles.<|im_end|>");
   // Without one, thinking is off: the empty think block is context, as inference prompts it.
-  EXPECT_EQ(decodeWhere(tok, c.tokens[1], c.masks[1], 1), "A<|im_end|>");
+  EXPECT_EQ(testing::decodeMasked(tok, c.tokens[1], c.masks[1], 1), "A<|im_end|>");
 }
 
 }  // namespace

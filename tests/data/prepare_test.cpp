@@ -111,15 +111,6 @@ TokenizedChat expectedChat(const Tokenizer& tok, ChatTemplate family,
   return t;
 }
 
-std::string decodeMasked(const Tokenizer& tok, const std::vector<int32_t>& ids,
-                         const std::vector<uint8_t>& mask, uint8_t want) {
-  std::vector<int32_t> picked;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (mask[i] == want) picked.push_back(ids[i]);
-  }
-  return tok.decode(picked);
-}
-
 // ---------------------------------------------------------------------------------------
 // Round trips.
 
@@ -145,7 +136,7 @@ TEST_F(Prepare, AlpacaRoundTripEqualsChatTemplateTokenization) {
     EXPECT_EQ(c.tokens[i], want.ids) << "record " << i;
     EXPECT_EQ(c.masks[i], want.loss_mask) << "record " << i;
     // The targets are exactly the answer and the token that closes the turn.
-    EXPECT_EQ(decodeMasked(tok, c.tokens[i], c.masks[i], 1),
+    EXPECT_EQ(testing::decodeMasked(tok, c.tokens[i], c.masks[i], 1),
               r["output"].get<std::string>() + "<|im_end|>");
     loss += c.loss_tokens[i];
   }
@@ -179,8 +170,10 @@ TEST_F(Prepare, ChatRoundTripMasksAssistantTurnsOnly) {
     EXPECT_EQ(c.tokens[i], want.ids);
     EXPECT_EQ(c.masks[i], want.loss_mask);
   }
-  EXPECT_EQ(decodeMasked(tok, c.tokens[0], c.masks[0], 1), "42<|im_end|>forty-two<|im_end|>");
-  EXPECT_EQ(decodeMasked(tok, c.tokens[1], c.masks[1], 1), "hi, how can I help?<|im_end|>");
+  EXPECT_EQ(testing::decodeMasked(tok, c.tokens[0], c.masks[0], 1),
+            "42<|im_end|>forty-two<|im_end|>");
+  EXPECT_EQ(testing::decodeMasked(tok, c.tokens[1], c.masks[1], 1),
+            "hi, how can I help?<|im_end|>");
 }
 
 TEST_F(Prepare, ChatTemplateFamilyIsDetectedOrRefused) {
@@ -194,7 +187,7 @@ TEST_F(Prepare, ChatTemplateFamilyIsDetectedOrRefused) {
   const Contents c = readAll(o.output);
   EXPECT_EQ(json::parse(c.info.template_name).at("chat_template"), "built-in llama3");
   EXPECT_EQ(tok.decode({c.tokens[0][0]}), "<|begin_of_text|>");
-  EXPECT_EQ(decodeMasked(tok, c.tokens[0], c.masks[0], 1), "0 + 0 = 0<|eot_id|>");
+  EXPECT_EQ(testing::decodeMasked(tok, c.tokens[0], c.masks[0], 1), "0 + 0 = 0<|eot_id|>");
   // Forcing the other family onto a tokenizer without its tokens is refused.
   o.chat_template = "qwen";
   try {

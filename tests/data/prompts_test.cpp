@@ -21,14 +21,7 @@ namespace {
 
 using testing::TempDir;
 
-std::string inputErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no InputError)";
-}
+using testing::inputErrorOf;
 
 TEST(PromptsFile, ReadsEachShapeWithItsReference) {
   TempDir tmp;

@@ -178,9 +178,11 @@ def check(args) -> int:
             if bad <= 5:
                 print(f"MISMATCH sample {i}: mask loom {got_mask} reference {mask}")
         elif messages is not None:
-            targets = tok.decode([t for t, m in zip(got, got_mask) if m], skip_special_tokens=False)
+            # Both sides in NFC: Qwen's tokenizer normalizes to NFC, Llama 3's keeps the text as
+            # it is, and the answers may be in either form.
+            targets = unicodedata.normalize(
+                "NFC", tok.decode([t for t, m in zip(got, got_mask) if m], skip_special_tokens=False))
             closing = "<|im_end|>" if "<|im_end|>" in targets else "<|eot_id|>"
-            # The tokenizer normalizes to NFC, so the decoded targets are NFC text.
             answers = [unicodedata.normalize("NFC", m["content"]).strip()
                        for m in messages if m["role"] == "assistant"]
             missing = [a for a in answers if a not in targets]

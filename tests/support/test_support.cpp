@@ -1,5 +1,7 @@
 #include "support/test_support.hpp"
 
+#include "loom/core/error.hpp"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -154,6 +156,15 @@ std::filesystem::path sharedTokenizersDir() {
     return std::filesystem::path(src) / ".." / "shared" / "tokenizers";
   }
   return {};
+}
+
+std::string inputErrorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no InputError)";
 }
 
 }  // namespace loom::testing

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ std::string trainerPath();
 std::string pythonPath();
 /// The project source root.
 std::filesystem::path sourceDir();
+
+/// The message of the loom::InputError that `f` throws, or "(no InputError)".
+std::string inputErrorOf(const std::function<void()>& f);
 
 /// The real tokenizer folders (qwen3, qwen2_5, llama3_1): LOOM_QWEN3_TOKENIZER's parent, or
 /// <source>/../shared/tokenizers; empty when neither is set.

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "loom/data/tokenizer.hpp"
 #include "support/test_support.hpp"
 
 namespace loom::testing {
@@ -80,6 +81,15 @@ void writeTokenizer(const std::filesystem::path& dir, const std::string& family,
   if (with_eos) config["eos_token"] = family == "qwen" ? "<|im_end|>" : "<|eot_id|>";
   config["pad_token"] = family == "qwen" ? "<|endoftext|>" : "<|end_of_text|>";
   std::ofstream(dir / "tokenizer_config.json") << config.dump();
+}
+
+std::string decodeMasked(const Tokenizer& tok, const std::vector<int32_t>& ids,
+                         const std::vector<uint8_t>& mask, uint8_t want) {
+  std::vector<int32_t> picked;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (mask[i] == want) picked.push_back(ids[i]);
+  }
+  return tok.decode(picked);
 }
 
 }  // namespace loom::testing

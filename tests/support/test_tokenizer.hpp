@@ -5,8 +5,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+namespace loom {
+class Tokenizer;
+}  // namespace loom
 
 namespace loom::testing {
 
@@ -17,5 +23,9 @@ nlohmann::json addedToken(int id, const std::string& content);
 /// or "llama3" (header tokens); `with_eos` false leaves eos_token out of the config.
 void writeTokenizer(const std::filesystem::path& dir, const std::string& family = "qwen",
                     bool with_eos = true);
+
+/// The text of the tokens of `ids` whose mask value is `want` (1: targets, 0: context).
+std::string decodeMasked(const Tokenizer& tok, const std::vector<int32_t>& ids,
+                         const std::vector<uint8_t>& mask, uint8_t want);
 
 }  // namespace loom::testing
