@@ -51,7 +51,7 @@ from jinja2 import nodes  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 from transformers.utils.chat_template_utils import _compile_jinja_template  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 CONVERSATIONS = {
     "single": [{"role": "user", "content": "What is 2+2?"},
@@ -199,7 +199,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=300, help="seconds per trainer run")
     args = ap.parse_args()
     start = time.time()
-    shared = os.path.join(ROOT, "..", "shared", "tokenizers")
+    shared = os.path.normpath(os.path.join(ROOT, "..", "shared", "tokenizers"))
     dirs = args.tokenizer or [os.path.join(shared, "qwen2_5"), os.path.join(shared, "llama3_1")]
     toks = {d: AutoTokenizer.from_pretrained(d) for d in dirs}
     sources = {}

@@ -81,6 +81,8 @@ Value tojson(const Value& v, const Args& args) {
 // select / reject / selectattr / rejectattr.
 Value selectItems(const Value& seq, const Args& args, bool by_attr, bool keep) {
   ValueList out;
+  // jinja2 checks `if seq:` first: None, undefined or empty select nothing.
+  if (!truthy(seq)) return Value::makeList({}, Value::Flavor::kGenerator);
   const size_t test_at = by_attr ? 1 : 0;
   const bool has_test = args.positional.size() > test_at;
   const std::string test = has_test ? toStr(args.positional[test_at]) : "";
@@ -99,6 +101,7 @@ Value selectItems(const Value& seq, const Args& args, bool by_attr, bool keep) {
 
 Value mapItems(const Value& seq, const Args& args) {
   ValueList out;
+  if (!truthy(seq)) return Value::makeList({}, Value::Flavor::kGenerator);  // as jinja2
   const Value attribute = args.get(99, "attribute");
   if (!attribute.isUndefined()) {
     const Value fallback = args.get(99, "default");
@@ -118,6 +121,69 @@ Value mapItems(const Value& seq, const Args& args) {
   return Value::makeList(std::move(out), Value::Flavor::kGenerator);
 }
 
+// jinja2's do_dictsort: (key, value) pairs sorted by key or value, case-insensitive by default.
+Value dictSort(const Value& v, const Args& args) {
+  if (v.kind != K::Dict) throw EvalError{"dictsort: expected a mapping"};
+  const bool case_sensitive = truthy(args.get(0, "case_sensitive", Value::boolean(false)));
+  const std::string by = toStr(args.get(1, "by", Value::string("key")));
+  const bool reverse = truthy(args.get(2, "reverse", Value::boolean(false)));
+  if (by != "key" && by != "value") throw EvalError{"You can only sort by either 'key' or 'value'"};
+  const size_t pos = by == "key" ? 0 : 1;
+  ValueList items = iterate(dictItems(v, Value::Flavor::kList));
+  const auto key = [&](const Value& item) {
+    Value k = (*item.list)[pos];
+    if (!case_sensitive && k.kind == K::String) k.s = mapCase(k.s, false);
+    return k;
+  };
+  std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
+    return reverse ? compare(key(b), key(a)) < 0 : compare(key(a), key(b)) < 0;
+  });
+  return Value::makeList(std::move(items));
+}
+
+// Python's str.splitlines() (no keepends).
+std::vector<std::string> splitLines(const std::string& s) {
+  const std::u32string u = utf8Decode(s);
+  std::vector<std::string> lines;
+  std::u32string line;
+  for (size_t k = 0; k < u.size(); ++k) {
+    const char32_t c = u[k];
+    const bool brk = c == U'\n' || c == U'\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d ||
+                     c == 0x1e || c == 0x85 || c == 0x2028 || c == 0x2029;
+    if (!brk) {
+      line += c;
+      continue;
+    }
+    if (c == U'\r' && k + 1 < u.size() && u[k + 1] == U'\n') ++k;
+    lines.push_back(utf8Encode(line));
+    line.clear();
+  }
+  if (!line.empty()) lines.push_back(utf8Encode(line));
+  return lines;
+}
+
+// jinja2's do_indent(s, width=4, first=False, blank=False), quirks included.
+Value indentText(const Value& v, const Args& args) {
+  const Value width = args.get(0, "width", Value::integer(4));
+  const std::string pad =
+      width.kind == K::String
+          ? width.s
+          : std::string(static_cast<size_t>(std::max<int64_t>(0, width.asInt())), ' ');
+  const bool first = truthy(args.get(1, "first", Value::boolean(false)));
+  const bool blank = truthy(args.get(2, "blank", Value::boolean(false)));
+  const std::vector<std::string> lines = splitLines(toStr(v) + "\n");
+  std::string out;
+  if (blank) {
+    for (size_t k = 0; k < lines.size(); ++k) out += (k ? "\n" + pad : "") + lines[k];
+  } else if (!lines.empty()) {
+    out = lines[0];
+    for (size_t k = 1; k < lines.size(); ++k) {
+      out += "\n" + (lines[k].empty() ? lines[k] : pad + lines[k]);
+    }
+  }
+  return Value::string(first ? pad + out : out);
+}
+
 Value sortItems(const Value& seq, const Args& args) {
   const bool reverse = truthy(args.get(0, "reverse", Value::boolean(false)));
   const bool case_sensitive = truthy(args.get(1, "case_sensitive", Value::boolean(false)));
@@ -135,11 +201,12 @@ Value sortItems(const Value& seq, const Args& args) {
 }
 
 const std::set<std::string> kFilters = {
-    "length",  "count",  "trim",       "tojson",     "string", "lower", "upper",
-    "first",   "last",   "join",       "default",    "d",      "items", "list",
-    "replace", "int",    "float",      "capitalize", "title",  "round", "map",
-    "select",  "reject", "selectattr", "rejectattr", "abs",    "safe",  "reverse",
-    "sort",    "sum",    "unique",     "escape",     "e",      "attr",  "wordcount"};
+    "length",   "count",  "trim",       "tojson",     "string", "lower", "upper",
+    "first",    "last",   "join",       "default",    "d",      "items", "list",
+    "replace",  "int",    "float",      "capitalize", "title",  "round", "map",
+    "select",   "reject", "selectattr", "rejectattr", "abs",    "safe",  "reverse",
+    "sort",     "sum",    "unique",     "escape",     "e",      "attr",  "wordcount",
+    "dictsort", "indent"};
 
 const std::set<std::string> kTests = {
     "defined",  "undefined",   "none",  "string",  "mapping", "iterable", "sequence",
@@ -155,6 +222,7 @@ bool isKnownFilter(const std::string& name) { return kFilters.count(name) > 0; }
 bool isKnownTest(const std::string& name) { return kTests.count(name) > 0; }
 
 Value applyFilter(const std::string& name, const Value& v, const Args& args) {
+  if (!isKnownFilter(name)) throw EvalError{"the filter '" + name + "' is not supported"};
   if (name == "default" || name == "d") {
     const bool boolean = truthy(args.get(1, "boolean", Value::boolean(false)));
     if (v.isUndefined() || (boolean && !truthy(v))) {
@@ -244,6 +312,8 @@ Value applyFilter(const std::string& name, const Value& v, const Args& args) {
                       toStr(args.get(1, "method", Value::string("common"))));
   }
   if (name == "map") return mapItems(v, args);
+  if (name == "dictsort") return dictSort(v, args);
+  if (name == "indent") return indentText(v, args);
   if (name == "select" || name == "reject") return selectItems(v, args, false, name == "select");
   if (name == "selectattr" || name == "rejectattr") {
     return selectItems(v, args, true, name == "selectattr");
@@ -310,6 +380,7 @@ Value applyFilter(const std::string& name, const Value& v, const Args& args) {
 }
 
 bool applyTest(const std::string& name, const Value& v, const Args& args) {
+  if (!isKnownTest(name)) throw EvalError{"the test '" + name + "' is not supported"};
   const Value other = args.get(0, "b");
   if (name == "defined") return !v.isUndefined();
   if (name == "undefined") return v.isUndefined();

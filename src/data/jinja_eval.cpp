@@ -348,7 +348,12 @@ class Renderer {
         return applyFilter(e.name, value, evalArgs(e, 1));
       }
       case Expr::Kind::Test: {
-        const Value value = eval(*e.args[0]);
+        Value value = eval(*e.args[0]);
+        // The global functions are defined (`strftime_now is defined`: Llama 3.2's date).
+        if (value.isUndefined() && e.args[0]->kind == Expr::Kind::Name &&
+            isGlobalFunction(e.args[0]->name)) {
+          value = Value::string("<function " + e.args[0]->name + ">");
+        }
         return Value::boolean(applyTest(e.name, value, evalArgs(e, 1)) != e.negated);
       }
       case Expr::Kind::Unary: {
