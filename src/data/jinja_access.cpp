@@ -17,7 +17,7 @@ ValueList iterate(const Value& v) {
       return *v.list;
     case Value::Kind::Dict: {
       ValueList keys;
-      for (const auto& item : v.dict->items) keys.push_back(Value::string(item.first));
+      for (const auto& item : v.dict->items) keys.push_back(dictKeyValue(item.first));
       return keys;
     }
     case Value::Kind::String: {
@@ -62,7 +62,7 @@ bool contains(const Value& container, const Value& item) {
       return std::any_of(container.list->begin(), container.list->end(),
                          [&](const Value& x) { return equals(x, item); });
     case Value::Kind::Dict:
-      return item.kind == Value::Kind::String && container.dict->find(item.s) != nullptr;
+      return container.dict->find(dictKey(item)) != nullptr;
     default:
       throw EvalError{std::string("argument of type '") + typeName(container) +
                       "' is not iterable"};
@@ -98,8 +98,12 @@ Value getItem(const Value& obj, const Value& key) {
                             toRepr(key));
   };
   if (obj.kind == Value::Kind::Dict) {
-    if (key.kind == Value::Kind::String) {
-      if (const Value* v = obj.dict->find(key.s)) return *v;
+    // An unhashable or undefined key finds nothing, as Jinja2's getitem swallows the TypeError.
+    const bool hashable = key.kind != Value::Kind::List && key.kind != Value::Kind::Dict &&
+                          key.kind != Value::Kind::Undefined &&
+                          key.kind != Value::Kind::Namespace && key.kind != Value::Kind::Callable;
+    if (hashable) {
+      if (const Value* v = obj.dict->find(dictKey(key))) return *v;
     }
     return missing();
   }
@@ -171,7 +175,7 @@ Value slice(const Value& obj, const Value& start_v, const Value& stop_v, const V
 Value dictItems(const Value& v, Value::Flavor flavor) {
   ValueList out;
   for (const auto& [k, item] : v.dict->items) {
-    out.push_back(Value::makeList({Value::string(k), item}, Value::Flavor::kTuple));
+    out.push_back(Value::makeList({dictKeyValue(k), item}, Value::Flavor::kTuple));
   }
   return Value::makeList(std::move(out), flavor);
 }

@@ -3,17 +3,19 @@
 // the tokens of the lexer, the syntax tree of the parser and the built-in filters, tests
 // and methods of the evaluator.
 //
-//   jinja_lexer.cpp     source -> tokens (whitespace control, trim_blocks, lstrip_blocks)
-//   jinja_parser.cpp    tokens -> Program (statements and expressions)
-//   jinja_value.cpp     Value: Python semantics of printing, equality, order, json.dumps
-//   jinja_access.cpp    iteration, len, `in`, getattr/getitem, slicing
-//   jinja_builtins.cpp  filters, tests, globals
-//   jinja_strings.cpp   str and dict methods, str helpers
-//   jinja_eval.cpp      Program + context -> text
+//   jinja_lexer.cpp        source -> tokens (whitespace control, trim_blocks, lstrip_blocks)
+//   jinja_parser.cpp       tokens -> Program: the tags (jinja_parser.hpp)
+//   jinja_parser_expr.cpp  the token cursor and the expressions
+//   jinja_value.cpp        Value: Python semantics of printing, equality, order, json.dumps
+//   jinja_access.cpp       iteration, len, `in`, getattr/getitem, slicing
+//   jinja_builtins.cpp     filters, tests, globals
+//   jinja_strings.cpp      str and dict methods, str helpers
+//   jinja_eval.cpp         Program + context -> text
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -24,9 +26,11 @@ namespace loom::detail::jinja {
 // ---------------------------------------------------------------- values
 
 struct Value;
+struct Callable;
 using ValueList = std::vector<Value>;
 
-/// A dict with string keys in insertion order (chat data has only string keys).
+/// A dict in insertion order. Keys are strings; an int, float, bool or None key (a template's
+/// own `{0: 'a'}`) is stored as dictKey() encodes it, behind a NUL no text key starts with.
 struct ValueDict {
   std::vector<std::pair<std::string, Value>> items;
   const Value* find(const std::string& key) const;
@@ -34,7 +38,7 @@ struct ValueDict {
 };
 
 struct Value {
-  enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict, Namespace };
+  enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict, Namespace, Callable };
   /// What Python object a List stands for: they print and behave differently.
   /// kGenerator (map, select, items filter...): always true, no len(), no indexing, printed
   /// as "<generator object>"; kItems/kKeys/kValues: dict views, printed "dict_items([...])".
@@ -42,12 +46,15 @@ struct Value {
   Kind kind = Kind::Undefined;
   Flavor flavor = Flavor::kList;
   bool b = false;
+  /// String: Jinja2's Markup (from |safe or |escape), whose + escapes a plain str operand.
+  bool markup = false;
   int64_t i = 0;
   double f = 0.0;
   std::string s;                          // String; for Undefined, what was missing
   std::shared_ptr<const ValueList> list;  // List (tuples too)
   std::shared_ptr<const ValueDict> dict;  // Dict
   std::shared_ptr<ValueDict> ns;          // Namespace attributes (shared, mutable)
+  std::shared_ptr<const Callable> fn;     // Callable
 
   static Value undefined(std::string what = {});
   static Value none();
@@ -57,6 +64,7 @@ struct Value {
   static Value string(std::string v);
   static Value makeList(ValueList v, Flavor flavor = Flavor::kList);
   static Value makeDict(ValueDict v);
+  static Value callable(std::shared_ptr<const Callable> fn);
   static Value fromJson(const nlohmann::ordered_json& json);
 
   bool isUndefined() const { return kind == Kind::Undefined; }
@@ -96,6 +104,12 @@ Value getItem(const Value& obj, const Value& key);
 Value dictItems(const Value& dict, Value::Flavor flavor);
 Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
 [[noreturn]] void failUndefined(const Value& v);
+/// A dict key as ValueDict stores it; EvalError for an unhashable key (list, dict).
+std::string dictKey(const Value& key);
+/// The key a stored dict key stands for (a str, or the int/float/bool/None dictKey() encoded).
+Value dictKeyValue(const std::string& stored);
+/// Python's repr() of a stored dict key.
+std::string dictKeyRepr(const std::string& stored);
 
 std::u32string utf8Decode(const std::string& s);
 std::string utf8Encode(const std::u32string& s);
@@ -166,19 +180,44 @@ using StmtPtr = std::unique_ptr<Stmt>;
 using Body = std::vector<StmtPtr>;
 
 struct Stmt {
-  enum class Kind { Text, Output, If, For, Set, SetBlock, Break, Continue, Generation };
+  enum class Kind {
+    Text,
+    Output,
+    If,
+    For,
+    Set,
+    SetBlock,
+    Break,
+    Continue,
+    Generation,
+    Macro,       // {% macro text(targets...) %}body{% endmacro %}
+    FilterBlock  // {% filter expr %}body{% endfilter %}: expr's innermost value is null
+  };
   Kind kind = Kind::Text;
   int line = 1;
   int col = 1;
-  std::string text;                  // Text
+  std::string text;                  // Text; Macro name
   ExprPtr expr;                      // Output value, For iterable, Set value
   std::vector<ExprPtr> conditions;   // If: one per branch (else has none)
   std::vector<Body> branches;        // If: conditions.size() or one more for else
-  std::vector<std::string> targets;  // For / Set names (several: unpacking)
+  std::vector<std::string> targets;  // For / Set names (several: unpacking); Macro parameters
+  std::vector<ExprPtr> defaults;     // Macro: a default per parameter, null where none
   std::string attr;                  // Set targets[0].attr (namespace attribute)
   ExprPtr loop_filter;               // For ... if cond
-  Body body;                         // For, SetBlock, Generation
+  Body body;                         // For, SetBlock, Generation, Macro, FilterBlock
   Body else_body;                    // For
+};
+
+using Scope = std::unordered_map<std::string, Value>;
+
+/// Something a template can call: a global function (name), a macro (its definition in the
+/// Program, which outlives every render, and the scopes it was defined in besides the
+/// template's own), or a loop's cycle() (bound: the loop index).
+struct Callable {
+  std::string name;
+  const Stmt* macro = nullptr;
+  std::vector<Scope> closure;
+  int64_t bound = 0;
 };
 
 struct Program {
@@ -206,6 +245,8 @@ std::string capitalize(const std::string& s);
 std::string jinjaTitle(const std::string& s);  // the title filter, not str.title()
 /// str.strip/lstrip/rstrip; `chars` undefined or None strips whitespace.
 std::string pyStrip(const std::string& s, const Value& chars, bool left, bool right);
+/// markupsafe.escape: & < > " ' as HTML entities.
+std::string htmlEscape(const std::string& s);
 std::string pyReplace(const std::string& s, const std::string& old, const std::string& repl,
                       int64_t count);
 int64_t intArg(const Value& v, int64_t fallback);       // an int argument, `fallback` when absent
@@ -218,7 +259,8 @@ Value applyFilter(const std::string& name, const Value& value, const Args& args)
 bool applyTest(const std::string& name, const Value& value, const Args& args);
 /// obj.name(args) for str, dict and list methods; `found` false when there is no such method.
 Value callMethod(const Value& obj, const std::string& name, const Args& args, bool& found);
-/// Globals: raise_exception, strftime_now, namespace, dict, range.
+/// Globals: raise_exception, strftime_now, namespace, dict, range; Jinja2's lipsum, cycler and
+/// joiner are defined (`is defined` holds) but refuse to run.
 bool isGlobalFunction(const std::string& name);
 Value callGlobal(const std::string& name, const Args& args);
 

@@ -79,9 +79,10 @@ Value tojson(const Value& v, const Args& args) {
 }
 
 // select / reject / selectattr / rejectattr.
+// Like map, Jinja2's select family yields nothing for a false sequence (None, undefined, empty)
+// before looking at its arguments.
 Value selectItems(const Value& seq, const Args& args, bool by_attr, bool keep) {
   ValueList out;
-  // jinja2 checks `if seq:` first: None, undefined or empty select nothing.
   if (!truthy(seq)) return Value::makeList({}, Value::Flavor::kGenerator);
   const size_t test_at = by_attr ? 1 : 0;
   const bool has_test = args.positional.size() > test_at;
@@ -101,7 +102,7 @@ Value selectItems(const Value& seq, const Args& args, bool by_attr, bool keep) {
 
 Value mapItems(const Value& seq, const Args& args) {
   ValueList out;
-  if (!truthy(seq)) return Value::makeList({}, Value::Flavor::kGenerator);  // as jinja2
+  if (!truthy(seq)) return Value::makeList({}, Value::Flavor::kGenerator);
   const Value attribute = args.get(99, "attribute");
   if (!attribute.isUndefined()) {
     const Value fallback = args.get(99, "default");
@@ -121,69 +122,6 @@ Value mapItems(const Value& seq, const Args& args) {
   return Value::makeList(std::move(out), Value::Flavor::kGenerator);
 }
 
-// jinja2's do_dictsort: (key, value) pairs sorted by key or value, case-insensitive by default.
-Value dictSort(const Value& v, const Args& args) {
-  if (v.kind != K::Dict) throw EvalError{"dictsort: expected a mapping"};
-  const bool case_sensitive = truthy(args.get(0, "case_sensitive", Value::boolean(false)));
-  const std::string by = toStr(args.get(1, "by", Value::string("key")));
-  const bool reverse = truthy(args.get(2, "reverse", Value::boolean(false)));
-  if (by != "key" && by != "value") throw EvalError{"You can only sort by either 'key' or 'value'"};
-  const size_t pos = by == "key" ? 0 : 1;
-  ValueList items = iterate(dictItems(v, Value::Flavor::kList));
-  const auto key = [&](const Value& item) {
-    Value k = (*item.list)[pos];
-    if (!case_sensitive && k.kind == K::String) k.s = mapCase(k.s, false);
-    return k;
-  };
-  std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
-    return reverse ? compare(key(b), key(a)) < 0 : compare(key(a), key(b)) < 0;
-  });
-  return Value::makeList(std::move(items));
-}
-
-// Python's str.splitlines() (no keepends).
-std::vector<std::string> splitLines(const std::string& s) {
-  const std::u32string u = utf8Decode(s);
-  std::vector<std::string> lines;
-  std::u32string line;
-  for (size_t k = 0; k < u.size(); ++k) {
-    const char32_t c = u[k];
-    const bool brk = c == U'\n' || c == U'\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d ||
-                     c == 0x1e || c == 0x85 || c == 0x2028 || c == 0x2029;
-    if (!brk) {
-      line += c;
-      continue;
-    }
-    if (c == U'\r' && k + 1 < u.size() && u[k + 1] == U'\n') ++k;
-    lines.push_back(utf8Encode(line));
-    line.clear();
-  }
-  if (!line.empty()) lines.push_back(utf8Encode(line));
-  return lines;
-}
-
-// jinja2's do_indent(s, width=4, first=False, blank=False), quirks included.
-Value indentText(const Value& v, const Args& args) {
-  const Value width = args.get(0, "width", Value::integer(4));
-  const std::string pad =
-      width.kind == K::String
-          ? width.s
-          : std::string(static_cast<size_t>(std::max<int64_t>(0, width.asInt())), ' ');
-  const bool first = truthy(args.get(1, "first", Value::boolean(false)));
-  const bool blank = truthy(args.get(2, "blank", Value::boolean(false)));
-  const std::vector<std::string> lines = splitLines(toStr(v) + "\n");
-  std::string out;
-  if (blank) {
-    for (size_t k = 0; k < lines.size(); ++k) out += (k ? "\n" + pad : "") + lines[k];
-  } else if (!lines.empty()) {
-    out = lines[0];
-    for (size_t k = 1; k < lines.size(); ++k) {
-      out += "\n" + (lines[k].empty() ? lines[k] : pad + lines[k]);
-    }
-  }
-  return Value::string(first ? pad + out : out);
-}
-
 Value sortItems(const Value& seq, const Args& args) {
   const bool reverse = truthy(args.get(0, "reverse", Value::boolean(false)));
   const bool case_sensitive = truthy(args.get(1, "case_sensitive", Value::boolean(false)));
@@ -198,6 +136,82 @@ Value sortItems(const Value& seq, const Args& args) {
     return reverse ? compare(key(b), key(a)) < 0 : compare(key(a), key(b)) < 0;
   });
   return Value::makeList(std::move(items));
+}
+
+// dictsort(value, case_sensitive=False, by='key', reverse=False): the (key, value) tuples in
+// order of the key or the value, case-insensitively for strings unless asked.
+Value dictSort(const Value& v, const Args& args) {
+  const bool case_sensitive = truthy(args.get(0, "case_sensitive", Value::boolean(false)));
+  const Value by = args.get(1, "by", Value::string("key"));
+  const bool reverse = truthy(args.get(2, "reverse", Value::boolean(false)));
+  const bool by_key = by.kind == K::String && by.s == "key";
+  if (!by_key && !(by.kind == K::String && by.s == "value")) {
+    throw EvalError{"You can only sort by either \"key\" or \"value\""};
+  }
+  if (v.isUndefined()) failUndefined(v);
+  if (v.kind != K::Dict) {
+    throw EvalError{std::string("'") + typeName(v) + "' object has no attribute 'items'"};
+  }
+  ValueList items = *dictItems(v, Value::Flavor::kList).list;
+  const auto key = [&](const Value& item) {
+    Value k = (*item.list)[by_key ? 0 : 1];
+    if (!case_sensitive && k.kind == K::String) k.s = mapCase(k.s, false);
+    return k;
+  };
+  std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
+    return reverse ? compare(key(b), key(a)) < 0 : compare(key(a), key(b)) < 0;
+  });
+  return Value::makeList(std::move(items));
+}
+
+// Python's str.splitlines() line boundaries.
+bool isLineBreak(char32_t cp) {
+  return cp == '\n' || cp == '\r' || cp == 0x0b || cp == 0x0c || (cp >= 0x1c && cp <= 0x1e) ||
+         cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+}
+
+std::vector<std::u32string> splitLines(const std::u32string& s) {
+  std::vector<std::u32string> lines;
+  size_t start = 0;
+  for (size_t k = 0; k < s.size(); ++k) {
+    if (!isLineBreak(s[k])) continue;
+    lines.push_back(s.substr(start, k - start));
+    if (s[k] == '\r' && k + 1 < s.size() && s[k + 1] == '\n') ++k;
+    start = k + 1;
+  }
+  if (start < s.size()) lines.push_back(s.substr(start));
+  return lines;
+}
+
+// indent(s, width=4, first=False, blank=False): width is a count of spaces or the string to
+// indent with; Jinja2 appends a newline before splitting, so a trailing one is kept.
+Value indentText(const Value& v, const Args& args) {
+  if (v.isUndefined()) failUndefined(v);
+  if (v.kind != K::String) {
+    throw EvalError{std::string("unsupported operand type(s) for +=: '") + typeName(v) +
+                    "' and 'str'"};
+  }
+  const Value width = args.get(0, "width", Value::integer(4));
+  const bool first = truthy(args.get(1, "first", Value::boolean(false)));
+  const bool blank = truthy(args.get(2, "blank", Value::boolean(false)));
+  std::u32string indention;
+  if (width.kind == K::String) {
+    indention = utf8Decode(width.s);
+  } else if (width.kind == K::Int || width.kind == K::Bool) {
+    indention.assign(static_cast<size_t>(std::max<int64_t>(0, width.asInt())), U' ');
+  } else {
+    throw EvalError{std::string("can't multiply sequence by non-int of type '") + typeName(width) +
+                    "'"};
+  }
+  const std::vector<std::u32string> lines = splitLines(utf8Decode(v.s) + U"\n");
+  std::u32string out;
+  for (size_t k = 0; k < lines.size(); ++k) {
+    if (k) out += U'\n';
+    if (k && (blank || !lines[k].empty())) out += indention;
+    out += lines[k];
+  }
+  if (first) out = indention + out;
+  return Value::string(utf8Encode(out));
 }
 
 const std::set<std::string> kFilters = {
@@ -222,7 +236,6 @@ bool isKnownFilter(const std::string& name) { return kFilters.count(name) > 0; }
 bool isKnownTest(const std::string& name) { return kTests.count(name) > 0; }
 
 Value applyFilter(const std::string& name, const Value& v, const Args& args) {
-  if (!isKnownFilter(name)) throw EvalError{"the filter '" + name + "' is not supported"};
   if (name == "default" || name == "d") {
     const bool boolean = truthy(args.get(1, "boolean", Value::boolean(false)));
     if (v.isUndefined() || (boolean && !truthy(v))) {
@@ -231,9 +244,17 @@ Value applyFilter(const std::string& name, const Value& v, const Args& args) {
     return v;
   }
   if (name == "length" || name == "count") return Value::integer(length(v));
-  if (name == "string") return Value::string(toStr(v));
-  if (name == "safe") return v.kind == K::String ? v : Value::string(toStr(v));
-  if (name == "trim") return Value::string(pyStrip(toStr(v), args.get(0, "chars"), true, true));
+  if (name == "string") return v.kind == K::String ? v : Value::string(toStr(v));
+  if (name == "safe") {
+    Value out = Value::string(toStr(v));
+    out.markup = true;
+    return out;
+  }
+  if (name == "trim") {
+    Value out = Value::string(pyStrip(toStr(v), args.get(0, "chars"), true, true));
+    out.markup = v.kind == K::String && v.markup;  // Markup.strip() stays Markup
+    return out;
+  }
   if (name == "lower" || name == "upper") return Value::string(mapCase(toStr(v), name == "upper"));
   if (name == "capitalize") return Value::string(capitalize(toStr(v)));
   if (name == "title") return Value::string(jinjaTitle(toStr(v)));
@@ -312,8 +333,6 @@ Value applyFilter(const std::string& name, const Value& v, const Args& args) {
                       toStr(args.get(1, "method", Value::string("common"))));
   }
   if (name == "map") return mapItems(v, args);
-  if (name == "dictsort") return dictSort(v, args);
-  if (name == "indent") return indentText(v, args);
   if (name == "select" || name == "reject") return selectItems(v, args, false, name == "select");
   if (name == "selectattr" || name == "rejectattr") {
     return selectItems(v, args, true, name == "selectattr");
@@ -341,31 +360,14 @@ Value applyFilter(const std::string& name, const Value& v, const Args& args) {
     return Value::makeList(std::move(out), Value::Flavor::kGenerator);
   }
   if (name == "escape" || name == "e") {
-    std::string out;
-    for (const char c : toStr(v)) {
-      switch (c) {
-        case '&':
-          out += "&amp;";
-          break;
-        case '<':
-          out += "&lt;";
-          break;
-        case '>':
-          out += "&gt;";
-          break;
-        case '"':
-          out += "&#34;";
-          break;
-        case '\'':
-          out += "&#39;";
-          break;
-        default:
-          out += c;
-      }
-    }
-    return Value::string(std::move(out));
+    if (v.kind == K::String && v.markup) return v;
+    Value out = Value::string(htmlEscape(toStr(v)));
+    out.markup = true;
+    return out;
   }
   if (name == "attr") return getAttr(v, toStr(args.get(0, "name")));
+  if (name == "dictsort") return dictSort(v, args);
+  if (name == "indent") return indentText(v, args);
   if (name == "wordcount") {
     int64_t words = 0;
     bool in_word = false;
@@ -380,7 +382,6 @@ Value applyFilter(const std::string& name, const Value& v, const Args& args) {
 }
 
 bool applyTest(const std::string& name, const Value& v, const Args& args) {
-  if (!isKnownTest(name)) throw EvalError{"the test '" + name + "' is not supported"};
   const Value other = args.get(0, "b");
   if (name == "defined") return !v.isUndefined();
   if (name == "undefined") return v.isUndefined();
@@ -396,7 +397,7 @@ bool applyTest(const std::string& name, const Value& v, const Args& args) {
   if (name == "boolean") return v.kind == K::Bool;
   if (name == "true") return v.kind == K::Bool && v.b;
   if (name == "false") return v.kind == K::Bool && !v.b;
-  if (name == "callable") return false;
+  if (name == "callable") return v.kind == K::Callable;
   if (name == "escaped") return false;
   if (name == "lower") return toStr(v) == mapCase(toStr(v), false);
   if (name == "upper") return toStr(v) == mapCase(toStr(v), true);
@@ -423,11 +424,15 @@ bool applyTest(const std::string& name, const Value& v, const Args& args) {
 
 bool isGlobalFunction(const std::string& name) {
   return name == "raise_exception" || name == "strftime_now" || name == "namespace" ||
-         name == "dict" || name == "range";
+         name == "dict" || name == "range" || name == "lipsum" || name == "cycler" ||
+         name == "joiner";
 }
 
 Value callGlobal(const std::string& name, const Args& args) {
   if (name == "raise_exception") throw TemplateRaise{toStr(args.get(0, "message"))};
+  if (name == "lipsum" || name == "cycler" || name == "joiner") {
+    throw EvalError{"the global '" + name + "' is not supported"};
+  }
   if (name == "strftime_now") {
     const std::time_t now = std::time(nullptr);
     std::tm local{};

@@ -2,7 +2,11 @@
 // {% set %} writes to the innermost scope; each for-loop iteration has a fresh scope (so a
 // variable set in a loop body is gone after the loop and not carried to the next
 // iteration), {% if %} has none; namespace() objects are the way to carry state out.
+// A macro call sees the template's own scope as it is at the call (the context and the
+// top-level {% set %}s, made before or after the definition), the scopes its definition
+// sat in (a copy), and its arguments; not the caller's loop variables.
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 
@@ -50,7 +54,13 @@ Value binaryOp(const std::string& op, const Value& a, const Value& b) {
   if (op == "+") {
     if (ints) return Value::integer(a.asInt() + b.asInt());
     if (nums) return Value::number(a.asDouble() + b.asDouble());
-    if (a.kind == K::String && b.kind == K::String) return Value::string(a.s + b.s);
+    if (a.kind == K::String && b.kind == K::String) {
+      // Markup + str and str + Markup escape the str (`"<b>"|safe + name` in functionary).
+      Value out = Value::string((b.markup && !a.markup ? htmlEscape(a.s) : a.s) +
+                                (a.markup && !b.markup ? htmlEscape(b.s) : b.s));
+      out.markup = a.markup || b.markup;
+      return out;
+    }
     if (a.kind == K::List && b.kind == K::List) {
       ValueList out = *a.list;
       out.insert(out.end(), b.list->begin(), b.list->end());
@@ -141,12 +151,33 @@ class Renderer {
     throw;  // unreachable
   }
 
+  // The scopes from floor_ up, then the template's own (scopes_[0]), then the globals.
   Value lookup(const std::string& name) const {
-    for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
-      const auto found = it->find(name);
-      if (found != it->end()) return found->second;
+    for (size_t k = scopes_.size(); k-- > floor_;) {
+      const auto found = scopes_[k].find(name);
+      if (found != scopes_[k].end()) return found->second;
+    }
+    const auto found = scopes_[0].find(name);
+    if (found != scopes_[0].end()) return found->second;
+    if (isGlobalFunction(name)) {
+      auto fn = std::make_shared<Callable>();
+      fn->name = name;
+      return Value::callable(std::move(fn));
     }
     return Value::undefined("'" + name + "' is undefined");
+  }
+
+  // Renders `body` into a string of its own (a {% set %} block, a macro, a filter block).
+  std::string capture(const Body& body, Flow* flow = nullptr) {
+    std::string saved = std::move(out_);
+    out_.clear();
+    ++capturing_;
+    const Flow f = execBody(body);
+    --capturing_;
+    if (flow) *flow = f;
+    std::string text = std::move(out_);
+    out_ = std::move(saved);
+    return text;
   }
 
   // ---------------------------------------------------------------- statements
@@ -181,14 +212,25 @@ class Renderer {
         execSet(s);
         return Flow::kNormal;
       case Stmt::Kind::SetBlock: {
-        std::string saved = std::move(out_);
-        out_.clear();
-        ++capturing_;
-        const Flow flow = execBody(s.body);
-        --capturing_;
-        scopes_.back()[s.targets[0]] = Value::string(std::move(out_));
-        out_ = std::move(saved);
+        Flow flow;
+        scopes_.back()[s.targets[0]] = Value::string(capture(s.body, &flow));
         return flow;
+      }
+      case Stmt::Kind::FilterBlock: {
+        Flow flow;
+        const Value saved = filter_input_;
+        filter_input_ = Value::string(capture(s.body, &flow));
+        out_ += toStr(eval(*s.expr));
+        filter_input_ = saved;
+        return flow;
+      }
+      case Stmt::Kind::Macro: {
+        auto fn = std::make_shared<Callable>();
+        fn->name = s.text;
+        fn->macro = &s;
+        fn->closure.assign(scopes_.begin() + static_cast<std::ptrdiff_t>(floor_), scopes_.end());
+        scopes_.back()[s.text] = Value::callable(std::move(fn));
+        return Flow::kNormal;
       }
       case Stmt::Kind::Generation: {
         // Offsets into the final text only: a block rendered into a {% set %} capture has
@@ -276,6 +318,10 @@ class Renderer {
       loop.set("depth0", Value::integer(loop_depth_));
       loop.set("previtem", k > 0 ? items[k - 1] : Value::undefined("there is no previous item"));
       loop.set("nextitem", k + 1 < n ? items[k + 1] : Value::undefined("there is no next item"));
+      auto cycle = std::make_shared<Callable>();
+      cycle->name = "loop.cycle";
+      cycle->bound = k;
+      loop.set("cycle", Value::callable(std::move(cycle)));
       scopes_.emplace_back();
       scopes_.back()["loop"] = Value::makeDict(std::move(loop));
       bindTargets(s, s.targets, items[k]);
@@ -323,12 +369,8 @@ class Renderer {
       case Expr::Kind::Dict: {
         ValueDict dict;
         for (size_t k = 0; k + 1 < e.args.size(); k += 2) {
-          const Value key = eval(*e.args[k]);
-          if (key.kind != Value::Kind::String) {
-            throw EvalError{std::string("dict keys must be strings here, got '") + typeName(key) +
-                            "'"};
-          }
-          dict.set(key.s, eval(*e.args[k + 1]));
+          const std::string key = dictKey(eval(*e.args[k]));
+          dict.set(key, eval(*e.args[k + 1]));
         }
         return Value::makeDict(std::move(dict));
       }
@@ -344,16 +386,14 @@ class Renderer {
       case Expr::Kind::Call:
         return evalCall(e);
       case Expr::Kind::Filter: {
-        const Value value = eval(*e.args[0]);
+        // Unknown filters and tests got past the parser only where Jinja2 fails at run time.
+        if (!isKnownFilter(e.name)) throw EvalError{"the filter '" + e.name + "' is not supported"};
+        const Value value = e.args[0] ? eval(*e.args[0]) : filter_input_;
         return applyFilter(e.name, value, evalArgs(e, 1));
       }
       case Expr::Kind::Test: {
-        Value value = eval(*e.args[0]);
-        // The global functions are defined (`strftime_now is defined`: Llama 3.2's date).
-        if (value.isUndefined() && e.args[0]->kind == Expr::Kind::Name &&
-            isGlobalFunction(e.args[0]->name)) {
-          value = Value::string("<function " + e.args[0]->name + ">");
-        }
+        if (!isKnownTest(e.name)) throw EvalError{"the test '" + e.name + "' is not supported"};
+        const Value value = eval(*e.args[0]);
         return Value::boolean(applyTest(e.name, value, evalArgs(e, 1)) != e.negated);
       }
       case Expr::Kind::Unary: {
@@ -411,20 +451,69 @@ class Renderer {
       Value result = callMethod(obj, callee.name, args, found);
       if (found) return result;
       const Value attr = getAttr(obj, callee.name);
+      if (attr.kind == Value::Kind::Callable) return call(*attr.fn, args);
       if (attr.isUndefined()) failUndefined(attr);
       throw EvalError{std::string("'") + typeName(attr) + "' object is not callable"};
     }
-    if (callee.kind == Expr::Kind::Name) {
-      const Value bound = lookup(callee.name);
-      if (bound.isUndefined() && isGlobalFunction(callee.name)) {
-        return callGlobal(callee.name, evalArgs(e, 1));
-      }
-      if (bound.isUndefined()) failUndefined(bound);
-      throw EvalError{std::string("'") + typeName(bound) + "' object is not callable"};
+    const Value fn = eval(callee);
+    if (fn.kind == Value::Kind::Callable) return call(*fn.fn, evalArgs(e, 1));
+    if (fn.isUndefined()) failUndefined(fn);
+    throw EvalError{std::string("'") + typeName(fn) + "' object is not callable"};
+  }
+
+  Value call(const Callable& fn, const Args& args) {
+    if (fn.macro) return callMacro(fn, args);
+    if (fn.name == "loop.cycle") {
+      if (args.positional.empty()) throw EvalError{"no items for cycling given"};
+      return args.positional[static_cast<size_t>(fn.bound) % args.positional.size()];
     }
-    const Value v = eval(callee);
-    if (v.isUndefined()) failUndefined(v);
-    throw EvalError{std::string("'") + typeName(v) + "' object is not callable"};
+    return callGlobal(fn.name, args);
+  }
+
+  // Jinja2's Macro.__call__: positional arguments, then keywords, then the defaults, each
+  // evaluated in the macro's scope after the parameters before it; a parameter left without
+  // a value is undefined. Returns the rendered body (Jinja2's Markup, a str here).
+  Value callMacro(const Callable& fn, const Args& args) {
+    const Stmt& m = *fn.macro;
+    const std::vector<std::string>& params = m.targets;
+    if (args.positional.size() > params.size()) {
+      throw EvalError{"macro '" + m.text + "' takes not more than " +
+                      std::to_string(params.size()) + " argument(s)"};
+    }
+    for (const auto& [key, value] : args.named) {
+      const auto at = std::find(params.begin(), params.end(), key);
+      if (at == params.end()) {
+        throw EvalError{"macro '" + m.text + "' takes no keyword argument '" + key + "'"};
+      }
+      if (static_cast<size_t>(at - params.begin()) < args.positional.size()) {
+        throw EvalError{"macro '" + m.text + "' got multiple values for argument '" + key + "'"};
+      }
+    }
+    const size_t saved_floor = floor_;
+    const int64_t saved_depth = loop_depth_;
+    scopes_.insert(scopes_.end(), fn.closure.begin(), fn.closure.end());
+    floor_ = scopes_.size() - fn.closure.size();
+    scopes_.emplace_back();
+    loop_depth_ = 0;
+    for (size_t k = 0; k < params.size(); ++k) {
+      Value value = Value::undefined("parameter '" + params[k] + "' was not provided");
+      if (k < args.positional.size()) {
+        value = args.positional[k];
+      } else if (const auto named =
+                     std::find_if(args.named.begin(), args.named.end(),
+                                  [&](const auto& kv) { return kv.first == params[k]; });
+                 named != args.named.end()) {
+        value = named->second;
+      } else if (m.defaults[k]) {
+        value = eval(*m.defaults[k]);
+      }
+      scopes_.back()[params[k]] = std::move(value);
+    }
+    std::string text = capture(m.body);
+    scopes_.resize(floor_);
+    floor_ = saved_floor;
+    loop_depth_ = saved_depth;
+    return Value::string(std::move(text));
   }
 
   const std::string& where_;
@@ -433,6 +522,8 @@ class Renderer {
   int capturing_ = 0;  // depth of {% set %} blocks being captured
   std::vector<std::pair<size_t, size_t>>* generation_spans_ = nullptr;
   int64_t loop_depth_ = 0;
+  size_t floor_ = 1;    // the lowest scope above scopes_[0] that lookup() sees
+  Value filter_input_;  // the rendered body of the {% filter %} block being applied
 };
 
 }  // namespace

@@ -1,12 +1,14 @@
-// The Jinja parser: tokens -> statements and expressions, with Jinja2's operator
-// precedence (loosest first): `x if c else y`, or, and, not, comparisons and `in`, + -,
-// ~, * / // %, **, unary - +, then filters `|f` and tests `is t` on the postfix chain
-// (`.attr`, `[item]`, `[a:b:c]`, `(call)`). Unsupported tags and unknown filters or tests
-// are refused here, so a template fails at load time rather than on some sample.
+// The Jinja parser's statements: tokens -> Program, the tags on top of the expressions of
+// jinja_parser_expr.cpp. Unsupported tags are refused here, so a template fails at load
+// time rather than on some sample. An unknown filter or test is refused here too, except
+// where Jinja2's compiler lets it through to fail only when evaluated: inside an {% if %}
+// (its conditions and branches) or an inline `a if c else b`, and not below a frame of its
+// own (a loop body, a macro, a block) opened there. DeepSeek-V3.2's `{% if args is string
+// %}{% set args = args | from_json %}{% endif %}` renders while the branch is not taken.
 
 #include <set>
 
-#include "jinja_ast.hpp"
+#include "jinja_parser.hpp"
 #include "loom/core/error.hpp"
 
 namespace loom::detail::jinja {
@@ -15,71 +17,23 @@ namespace {
 
 using TK = Token::Kind;
 
-const std::set<std::string> kUnsupportedTags = {
-    "macro", "call",   "include",    "import", "from",  "extends", "block",
-    "with",  "filter", "autoescape", "do",     "print", "trans",   "pluralize"};
+const std::set<std::string> kUnsupportedTags = {"call",    "include", "import", "from",
+                                                "extends", "block",   "with",   "autoescape",
+                                                "do",      "print",   "trans",  "pluralize"};
 
-class Parser {
+class Parser : public ExpressionParser {
  public:
-  Parser(const std::vector<Token>& tokens, const std::string& where)
-      : tokens_(tokens), where_(where) {}
+  using ExpressionParser::ExpressionParser;
 
-  Body parseTemplate() { return parseBody({}); }
+  Body parseTemplate() {
+    Body body = parseBody({});
+    checkBody(body, false);
+    return body;
+  }
   /// Whether parseTemplate() met a {% generation %} block.
   bool hasGeneration() const { return has_generation_; }
 
  private:
-  const Token& peek(size_t ahead = 0) const {
-    return tokens_[std::min(pos_ + ahead, tokens_.size() - 1)];
-  }
-  const Token& next() { return tokens_[pos_ < tokens_.size() - 1 ? pos_++ : pos_]; }
-
-  [[noreturn]] void fail(const Token& at, const std::string& message) const {
-    LOOM_INPUT_CHECK(false, where_ << ":" << at.line << ":" << at.col << ": " << message);
-    throw;  // unreachable
-  }
-
-  static std::string describe(const Token& t) {
-    switch (t.kind) {
-      case TK::End:
-        return "the end of the template";
-      case TK::BlockEnd:
-        return "'%}'";
-      case TK::VarEnd:
-        return "'}}'";
-      case TK::Text:
-        return "text";
-      case TK::String:
-        return "a string";
-      default:
-        return "'" + t.text + "'";
-    }
-  }
-
-  bool isOp(const char* op, size_t ahead = 0) const {
-    return peek(ahead).kind == TK::Op && peek(ahead).text == op;
-  }
-  bool isName(const char* name, size_t ahead = 0) const {
-    return peek(ahead).kind == TK::Name && peek(ahead).text == name;
-  }
-  void expectOp(const char* op) {
-    if (!isOp(op)) fail(peek(), std::string("expected '") + op + "', got " + describe(peek()));
-    next();
-  }
-  void expectName(const char* name) {
-    if (!isName(name))
-      fail(peek(), std::string("expected '") + name + "', got " + describe(peek()));
-    next();
-  }
-  std::string expectIdentifier() {
-    if (peek().kind != TK::Name) fail(peek(), "expected a name, got " + describe(peek()));
-    return next().text;
-  }
-  void expectBlockEnd() {
-    if (peek().kind != TK::BlockEnd) fail(peek(), "expected '%}', got " + describe(peek()));
-    next();
-  }
-
   // ---------------------------------------------------------------- statements
 
   static StmtPtr stmt(Stmt::Kind kind, const Token& at) {
@@ -144,6 +98,10 @@ class Parser {
       s->body = parseBody({"endgeneration"});
       next();
       expectBlockEnd();
+    } else if (name == "macro") {
+      parseMacro(*s);
+    } else if (name == "filter") {
+      parseFilterBlock(*s);
     } else if (name == "break" || name == "continue") {
       s->kind = name == "break" ? Stmt::Kind::Break : Stmt::Kind::Continue;
       expectBlockEnd();
@@ -236,368 +194,130 @@ class Parser {
     expectBlockEnd();
   }
 
-  // ---------------------------------------------------------------- expressions
-
-  ExprPtr node(Expr::Kind kind, const Token& at) {
-    auto e = std::make_unique<Expr>();
-    e->kind = kind;
-    e->line = at.line;
-    e->col = at.col;
-    return e;
-  }
-
-  // An expression, or a tuple when commas follow (`{% set a, b = 1, 2 %}`).
-  ExprPtr parseTuple(bool with_condexpr = true) {
-    const Token& start = peek();
-    ExprPtr first = with_condexpr ? parseExpression() : parseOr();
-    if (!isOp(",")) return first;
-    auto tuple = node(Expr::Kind::List, start);
-    tuple->name = "tuple";
-    tuple->args.push_back(std::move(first));
-    while (isOp(",")) {
-      next();
-      if (peek().kind == TK::BlockEnd || peek().kind == TK::VarEnd || isName("if")) break;
-      tuple->args.push_back(with_condexpr ? parseExpression() : parseOr());
-    }
-    return tuple;
-  }
-
-  ExprPtr parseExpression() {
-    ExprPtr expr = parseOr();
-    while (isName("if")) {
-      const Token& at = next();
-      auto cond = node(Expr::Kind::Cond, at);
-      cond->args.push_back(std::move(expr));
-      cond->args.push_back(parseOr());
-      if (isName("else")) {
-        next();
-        cond->args.push_back(parseExpression());
-      } else {
-        cond->args.push_back(nullptr);
-      }
-      expr = std::move(cond);
-    }
-    return expr;
-  }
-
-  ExprPtr binary(const Token& at, const std::string& op, ExprPtr lhs, ExprPtr rhs) {
-    auto e = node(Expr::Kind::Binary, at);
-    e->name = op;
-    e->args.push_back(std::move(lhs));
-    e->args.push_back(std::move(rhs));
-    return e;
-  }
-
-  ExprPtr parseOr() {
-    ExprPtr lhs = parseAnd();
-    while (isName("or")) {
-      const Token& at = next();
-      lhs = binary(at, "or", std::move(lhs), parseAnd());
-    }
-    return lhs;
-  }
-
-  ExprPtr parseAnd() {
-    ExprPtr lhs = parseNot();
-    while (isName("and")) {
-      const Token& at = next();
-      lhs = binary(at, "and", std::move(lhs), parseNot());
-    }
-    return lhs;
-  }
-
-  ExprPtr parseNot() {
-    if (isName("not")) {
-      const Token& at = next();
-      auto e = node(Expr::Kind::Unary, at);
-      e->name = "not";
-      e->args.push_back(parseNot());
-      return e;
-    }
-    return parseCompare();
-  }
-
-  ExprPtr parseCompare() {
-    const Token& start = peek();
-    ExprPtr first = parseMath();
-    std::unique_ptr<Expr> cmp;
-    while (true) {
-      std::string op;
-      const Token& t = peek();
-      if (t.kind == TK::Op && (t.text == "==" || t.text == "!=" || t.text == "<" || t.text == ">" ||
-                               t.text == "<=" || t.text == ">=")) {
-        op = next().text;
-      } else if (isName("in")) {
-        next();
-        op = "in";
-      } else if (isName("not") && isName("in", 1)) {
-        next();
-        next();
-        op = "not in";
-      } else {
-        break;
-      }
-      if (!cmp) {
-        cmp = node(Expr::Kind::Compare, start);
-        cmp->args.push_back(std::move(first));
-      }
-      cmp->ops.push_back(op);
-      cmp->args.push_back(parseMath());
-    }
-    return cmp ? std::move(cmp) : std::move(first);
-  }
-
-  // The arithmetic levels, loosest first: + -, then ~, then * / // %, then **.
-  ExprPtr parseMath(size_t level = 0) {
-    static const std::vector<std::set<std::string>> kLevels = {
-        {"+", "-"}, {"~"}, {"*", "/", "//", "%"}, {"**"}};
-    if (level == kLevels.size()) return parseUnary(true);
-    ExprPtr lhs = parseMath(level + 1);
-    while (peek().kind == TK::Op && kLevels[level].count(peek().text)) {
-      const Token& at = next();
-      lhs = binary(at, at.text, std::move(lhs), parseMath(level + 1));
-    }
-    return lhs;
-  }
-
-  ExprPtr parseUnary(bool with_filter) {
-    ExprPtr e;
-    if (isOp("-") || isOp("+")) {
-      const Token& at = next();
-      e = node(Expr::Kind::Unary, at);
-      e->name = at.text;
-      e->args.push_back(parseUnary(false));
-    } else {
-      e = parsePrimary();
-    }
-    e = parsePostfix(std::move(e));
-    if (with_filter) e = parseFilterChain(std::move(e));
-    return e;
-  }
-
-  ExprPtr parsePrimary() {
-    const Token& t = peek();
-    if (t.kind == TK::Name) {
-      next();
-      if (t.text == "true" || t.text == "True" || t.text == "false" || t.text == "False") {
-        auto e = node(Expr::Kind::Literal, t);
-        e->literal = Value::boolean(t.text == "true" || t.text == "True");
-        return e;
-      }
-      if (t.text == "none" || t.text == "None") {
-        auto e = node(Expr::Kind::Literal, t);
-        e->literal = Value::none();
-        return e;
-      }
-      auto e = node(Expr::Kind::Name, t);
-      e->name = t.text;
-      return e;
-    }
-    if (t.kind == TK::String) {
-      std::string text;
-      while (peek().kind == TK::String) text += next().text;  // adjacent literals join
-      auto e = node(Expr::Kind::Literal, t);
-      e->literal = Value::string(std::move(text));
-      return e;
-    }
-    if (t.kind == TK::Int || t.kind == TK::Float) {
-      next();
-      auto e = node(Expr::Kind::Literal, t);
-      e->literal = t.kind == TK::Int ? Value::integer(t.ival) : Value::number(t.fval);
-      return e;
-    }
-    if (isOp("(")) {
-      next();
-      if (isOp(")")) {
-        next();
-        auto empty = node(Expr::Kind::List, t);
-        empty->name = "tuple";
-        return empty;
-      }
-      ExprPtr inner = parseExpression();
-      if (isOp(",")) {
-        auto tuple = node(Expr::Kind::List, t);
-        tuple->name = "tuple";
-        tuple->args.push_back(std::move(inner));
-        while (isOp(",")) {
-          next();
-          if (isOp(")")) break;
-          tuple->args.push_back(parseExpression());
-        }
-        inner = std::move(tuple);
-      }
-      expectOp(")");
-      return inner;
-    }
-    if (isOp("[")) {
-      next();
-      auto list = node(Expr::Kind::List, t);
-      while (!isOp("]")) {
-        if (!list->args.empty()) expectOp(",");
-        if (isOp("]")) break;
-        list->args.push_back(parseExpression());
-      }
-      next();
-      return list;
-    }
-    if (isOp("{")) {
-      next();
-      auto dict = node(Expr::Kind::Dict, t);
-      while (!isOp("}")) {
-        if (!dict->args.empty()) expectOp(",");
-        if (isOp("}")) break;
-        dict->args.push_back(parseExpression());
-        expectOp(":");
-        dict->args.push_back(parseExpression());
-      }
-      next();
-      return dict;
-    }
-    fail(t, "unexpected " + describe(t) + " in an expression");
-  }
-
-  // Postfix nodes take the place of the expression they extend (`message` in
-  // `message.content`), which is where errors about them point.
-  ExprPtr parsePostfix(ExprPtr e) {
-    while (true) {
-      Token t = peek();
-      t.line = e->line;
-      t.col = e->col;
-      if (isOp(".")) {
-        next();
-        auto attr = node(Expr::Kind::Attr, t);
-        if (peek().kind == TK::Int) {
-          attr->kind = Expr::Kind::Item;
-          attr->args.push_back(std::move(e));
-          auto index = node(Expr::Kind::Literal, peek());
-          index->literal = Value::integer(next().ival);
-          attr->args.push_back(std::move(index));
-        } else {
-          attr->name = expectIdentifier();
-          attr->args.push_back(std::move(e));
-        }
-        e = std::move(attr);
-      } else if (isOp("[")) {
-        next();
-        e = parseSubscript(t, std::move(e));
-      } else if (isOp("(")) {
-        e = parseCall(t, std::move(e));
-      } else {
-        return e;
-      }
-    }
-  }
-
-  ExprPtr parseSubscript(const Token& at, ExprPtr obj) {
-    ExprPtr parts[3];
-    bool is_slice = false;
-    for (int k = 0; k < 3; ++k) {
-      if (!isOp(":") && !isOp("]")) parts[k] = parseExpression();
-      if (k < 2 && isOp(":")) {
-        next();
-        is_slice = true;
-      } else {
-        break;
-      }
-    }
-    expectOp("]");
-    auto e = node(is_slice ? Expr::Kind::Slice : Expr::Kind::Item, at);
-    e->args.push_back(std::move(obj));
-    if (!is_slice) {
-      if (!parts[0]) fail(at, "empty subscript");
-      e->args.push_back(std::move(parts[0]));
-    } else {
-      for (auto& p : parts) e->args.push_back(std::move(p));
-    }
-    return e;
-  }
-
-  // "(a, b, key=c)" into e->args (after whatever is there) and e->kwargs.
-  void parseArgs(Expr& e) {
+  // {% macro name(a, b=default) %}: defaults are expressions evaluated at each call.
+  void parseMacro(Stmt& s) {
+    s.kind = Stmt::Kind::Macro;
+    s.text = expectIdentifier();
     expectOp("(");
     while (!isOp(")")) {
-      if (isOp("*") || isOp("**")) fail(peek(), "*args and **kwargs in calls are not supported");
-      if (peek().kind == TK::Name && isOp("=", 1)) {
-        std::string key = next().text;
+      if (!s.targets.empty()) expectOp(",");
+      const Token& at = peek();
+      s.targets.push_back(expectIdentifier());
+      if (isOp("=")) {
         next();
-        e.kwargs.emplace_back(std::move(key), parseExpression());
+        s.defaults.push_back(parseExpression());
       } else {
-        if (!e.kwargs.empty()) fail(peek(), "a positional argument follows a keyword argument");
-        e.args.push_back(parseExpression());
+        if (!s.defaults.empty() && s.defaults.back()) {
+          fail(at, "non-default argument follows default argument");
+        }
+        s.defaults.push_back(nullptr);
       }
-      if (!isOp(",")) break;
-      next();
     }
-    expectOp(")");
+    next();
+    expectBlockEnd();
+    s.body = parseBody({"endmacro"});
+    next();
+    expectBlockEnd();
+    refuseCallerArguments(s.body);
   }
 
-  ExprPtr parseCall(const Token& at, ExprPtr callee) {
-    auto e = node(Expr::Kind::Call, at);
-    e->args.push_back(std::move(callee));
-    parseArgs(*e);
-    return e;
-  }
-
-  ExprPtr parseFilterChain(ExprPtr e) {
-    while (true) {
-      if (isOp("|")) {
-        next();
-        const Token& name = peek();
-        auto f = node(Expr::Kind::Filter, name);
-        f->name = expectIdentifier();
-        // An unknown filter fails when it is applied, as in jinja2, where a template may hold
-        // one in a branch that never runs (DeepSeek-V3.2's `args | from_json`).
-        f->args.push_back(std::move(e));
-        if (isOp("(")) parseArgs(*f);
-        e = std::move(f);
-      } else if (isName("is")) {
-        next();
-        auto test = node(Expr::Kind::Test, peek());
-        if (isName("not")) {
-          next();
-          test->negated = true;
-        }
-        const Token& name = peek();
-        if (name.kind == TK::Name) {
-          test->name = next().text;
-        } else if (name.kind == TK::Op &&
-                   (name.text == "==" || name.text == "!=" || name.text == "<" ||
-                    name.text == ">" || name.text == "<=" || name.text == ">=")) {
-          test->name = next().text;  // `is ==` is Jinja's alias of `is eq`
-        } else {
-          fail(name, "expected a test name after 'is'");
-        }
-        test->args.push_back(std::move(e));
-        if (isOp("(")) {
-          parseArgs(*test);
-        } else if (startsTestArgument()) {
-          test->args.push_back(parsePostfix(parsePrimary()));
-        }
-        e = std::move(test);
-      } else if (isOp("(")) {
-        Token at = peek();
-        at.line = e->line;
-        at.col = e->col;
-        e = parseCall(at, std::move(e));
-      } else {
-        return e;
+  // Jinja2 gives a macro whose body names caller, varargs or kwargs those extra parameters;
+  // Loom does not, and says so rather than rendering them as undefined.
+  void refuseCallerArguments(const Body& body) {
+    for (const auto& stmt : body) {
+      const auto refuse = [&](const Expr& e) { refuseCallerArguments(e); };
+      if (stmt->expr) refuse(*stmt->expr);
+      if (stmt->loop_filter) refuse(*stmt->loop_filter);
+      for (const auto& c : stmt->conditions) refuse(*c);
+      for (const auto& d : stmt->defaults) {
+        if (d) refuse(*d);
       }
+      for (const auto& b : stmt->branches) refuseCallerArguments(b);
+      refuseCallerArguments(stmt->body);
+      refuseCallerArguments(stmt->else_body);
     }
   }
 
-  // Jinja's parse_test: a bare argument follows unless the next token ends the expression.
-  bool startsTestArgument() const {
-    const Token& t = peek();
-    if (t.kind == TK::String || t.kind == TK::Int || t.kind == TK::Float) return true;
-    if (t.kind == TK::Op) return t.text == "[" || t.text == "{";
-    if (t.kind != TK::Name) return false;
-    static const std::set<std::string> kStop = {"else", "or", "and", "is", "if", "in", "not"};
-    return !kStop.count(t.text);
+  void refuseCallerArguments(const Expr& e) {
+    if (e.kind == Expr::Kind::Name &&
+        (e.name == "caller" || e.name == "varargs" || e.name == "kwargs")) {
+      failAt(e.line, e.col, "'" + e.name + "' in a macro is not supported");
+    }
+    for (const auto& a : e.args) {
+      if (a) refuseCallerArguments(*a);
+    }
+    for (const auto& kw : e.kwargs) refuseCallerArguments(*kw.second);
   }
 
-  const std::vector<Token>& tokens_;
-  const std::string& where_;
-  size_t pos_ = 0;
+  // {% filter f(args) | g %}body{% endfilter %}: the chain applies to the rendered body.
+  void parseFilterBlock(Stmt& s) {
+    s.kind = Stmt::Kind::FilterBlock;
+    const Token& name = peek();
+    auto first = node(Expr::Kind::Filter, name);
+    first->name = expectIdentifier();
+    first->args.push_back(nullptr);
+    if (isOp("(")) parseArgs(*first);
+    s.expr = parseFilterChain(std::move(first));
+    expectBlockEnd();
+    s.body = parseBody({"endfilter"});
+    next();
+    expectBlockEnd();
+  }
+
+  // ---------------------------------------------------------------- unknown filters and tests
+
+  [[noreturn]] void failAt(int line, int col, const std::string& message) const {
+    Token at;
+    at.line = line;
+    at.col = col;
+    fail(at, message);
+  }
+
+  // `soft`: inside an {% if %} or an inline if, where Jinja2 defers the error to run time.
+  void checkBody(const Body& body, bool soft) {
+    for (const auto& s : body) {
+      switch (s->kind) {
+        case Stmt::Kind::If:
+          for (const auto& c : s->conditions) checkExpr(*c, true);
+          for (const auto& b : s->branches) checkBody(b, true);
+          break;
+        case Stmt::Kind::For:
+          checkExpr(*s->expr, soft);
+          if (s->loop_filter) checkExpr(*s->loop_filter, false);
+          checkBody(s->body, false);
+          checkBody(s->else_body, false);
+          break;
+        case Stmt::Kind::Macro:
+          for (const auto& d : s->defaults) {
+            if (d) checkExpr(*d, false);
+          }
+          checkBody(s->body, false);
+          break;
+        case Stmt::Kind::FilterBlock:
+          checkExpr(*s->expr, false);
+          checkBody(s->body, false);
+          break;
+        default:
+          if (s->expr) checkExpr(*s->expr, soft);
+          checkBody(s->body, false);
+      }
+    }
+  }
+
+  void checkExpr(const Expr& e, bool soft) {
+    if (e.kind == Expr::Kind::Cond) soft = true;
+    if (!soft && e.kind == Expr::Kind::Filter && !isKnownFilter(e.name)) {
+      failAt(e.line, e.col, "the filter '" + e.name + "' is not supported");
+    }
+    if (!soft && e.kind == Expr::Kind::Test && !isKnownTest(e.name)) {
+      failAt(e.line, e.col, "the test '" + e.name + "' is not supported");
+    }
+    for (const auto& a : e.args) {
+      if (a) checkExpr(*a, soft);
+    }
+    for (const auto& kw : e.kwargs) checkExpr(*kw.second, soft);
+  }
+
   bool has_generation_ = false;
 };
 

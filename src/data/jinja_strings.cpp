@@ -212,9 +212,12 @@ Value callMethod(const Value& obj, const std::string& name, const Args& args, bo
   found = true;
   if (obj.kind == K::String) {
     const std::string& s = obj.s;
-    if (name == "strip") return Value::string(pyStrip(s, args.get(0, "chars"), true, true));
-    if (name == "lstrip") return Value::string(pyStrip(s, args.get(0, "chars"), true, false));
-    if (name == "rstrip") return Value::string(pyStrip(s, args.get(0, "chars"), false, true));
+    if (name == "strip" || name == "lstrip" || name == "rstrip") {
+      Value out =
+          Value::string(pyStrip(s, args.get(0, "chars"), name != "rstrip", name != "lstrip"));
+      out.markup = obj.markup;  // Markup's strips stay Markup
+      return out;
+    }
     if (name == "split") return pySplit(s, args.get(0, "sep"), intArg(args.get(1, "maxsplit"), -1));
     if (name == "startswith") return Value::boolean(affix(s, args.get(0, "prefix"), true));
     if (name == "endswith") return Value::boolean(affix(s, args.get(0, "suffix"), false));
@@ -252,7 +255,7 @@ Value callMethod(const Value& obj, const std::string& name, const Args& args, bo
   } else if (obj.kind == K::Dict) {
     if (name == "get") {
       const Value key = args.get(0, "key");
-      const Value* v = key.kind == K::String ? obj.dict->find(key.s) : nullptr;
+      const Value* v = obj.dict->find(dictKey(key));
       return v ? *v : args.get(1, "default", Value::none());
     }
     if (name == "items") return dictItems(obj, Value::Flavor::kItems);
@@ -272,6 +275,32 @@ Value callMethod(const Value& obj, const std::string& name, const Args& args, bo
   }
   found = false;
   return Value::undefined();
+}
+
+std::string htmlEscape(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
 }
 
 }  // namespace loom::detail::jinja

@@ -76,6 +76,13 @@ Value Value::makeDict(ValueDict d) {
   return v;
 }
 
+Value Value::callable(std::shared_ptr<const Callable> fn) {
+  Value v;
+  v.kind = Kind::Callable;
+  v.fn = std::move(fn);
+  return v;
+}
+
 Value Value::fromJson(const nlohmann::ordered_json& json) {
   switch (json.type()) {
     case nlohmann::json::value_t::null:
@@ -130,8 +137,42 @@ const char* typeName(const Value& v) {
       return "dict";
     case Value::Kind::Namespace:
       return "Namespace";
+    case Value::Kind::Callable:
+      return v.fn->macro ? "Macro" : "function";
   }
   return "object";
+}
+
+std::string dictKey(const Value& key) {
+  switch (key.kind) {
+    case Value::Kind::String:
+      return key.s;
+    case Value::Kind::Int:
+    case Value::Kind::Float:
+    case Value::Kind::Bool:
+    case Value::Kind::None:
+      // By repr: 1, 1.0 and True are three keys here, one in Python (never seen in templates).
+      return std::string(1, '\0') + toRepr(key);
+    default:
+      throw EvalError{std::string("unhashable type: '") + typeName(key) + "'"};
+  }
+}
+
+Value dictKeyValue(const std::string& stored) {
+  if (stored.empty() || stored[0] != '\0') return Value::string(stored);
+  const std::string repr = stored.substr(1);
+  int64_t i;
+  double f;
+  if (repr == "None") return Value::none();
+  if (repr == "True" || repr == "False") return Value::boolean(repr == "True");
+  if (parseInt(repr, i)) return Value::integer(i);
+  parseFloat(repr, f);
+  return Value::number(f);
+}
+
+std::string dictKeyRepr(const std::string& stored) {
+  if (!stored.empty() && stored[0] == '\0') return stored.substr(1);
+  return toRepr(Value::string(stored));
 }
 
 void failUndefined(const Value& v) { throw EvalError{v.s.empty() ? "a value is undefined" : v.s}; }
@@ -154,6 +195,7 @@ bool truthy(const Value& v) {
     case Value::Kind::Dict:
       return !v.dict->items.empty();
     case Value::Kind::Namespace:
+    case Value::Kind::Callable:
       return true;
   }
   return false;
@@ -274,7 +316,7 @@ std::string toRepr(const Value& v) {
       std::string out = "{";
       bool first = true;
       for (const auto& [key, item] : v.dict->items) {
-        out += (first ? "" : ", ") + stringRepr(key) + ": " + toRepr(item);
+        out += (first ? "" : ", ") + dictKeyRepr(key) + ": " + toRepr(item);
         first = false;
       }
       return out + "}";
@@ -285,6 +327,9 @@ std::string toRepr(const Value& v) {
       as_dict.dict = v.ns;
       return "<Namespace " + toRepr(as_dict) + ">";
     }
+    case Value::Kind::Callable:
+      // Jinja2 prints a macro so; a Python function's repr has its address, never matched.
+      return v.fn->macro ? "<Macro '" + v.fn->name + "'>" : "<function " + v.fn->name + ">";
     default:
       return toStr(v);
   }
@@ -339,6 +384,8 @@ bool equals(const Value& a, const Value& b) {
     }
     case Value::Kind::Namespace:
       return a.ns == b.ns;
+    case Value::Kind::Callable:
+      return a.fn == b.fn || (!a.fn->macro && !b.fn->macro && a.fn->name == b.fn->name);
     default:
       return false;
   }
@@ -481,7 +528,16 @@ struct JsonWriter {
         for (size_t k = 0; k < items.size(); ++k) {
           if (k) out += item_sep;
           newline(level + 1);
-          jsonString(items[k]->first, ensure_ascii, out);
+          // json.dumps quotes a number key as written, None as null, True as true
+          const std::string& key = items[k]->first;
+          const bool plain = key.empty() || key[0] != '\0';
+          const std::string repr = plain ? key : key.substr(1);
+          jsonString(plain             ? key
+                     : repr == "None"  ? "null"
+                     : repr == "True"  ? "true"
+                     : repr == "False" ? "false"
+                                       : repr,
+                     ensure_ascii, out);
           out += key_sep;
           write(items[k]->second, level + 1);
         }

@@ -380,9 +380,9 @@ class InputCases:
                   post=[{"exists": "out.h5"}, {"exists": "report.json"}])
         d = self.case("prepare.template_unsupported_construct", g, self.prep_argv(
             ["{base}/inputs/chat.jsonl"], "chat", tok="tok"),
-                      words=["chat_template.jinja:2:", "macro", "not supported"], absent=["out.h5"])
+                      words=["chat_template.jinja:2:", "include", "not supported"], absent=["out.h5"])
         self.write(self.tok_copy(d), "chat_template.jinja",
-                   "{{ bos_token }}\n{% macro turn(m) %}{{ m.content }}{% endmacro %}")
+                   "{{ bos_token }}\n{% include 'turn.jinja' %}")
         d = self.case("prepare.template_raises", g, self.prep_argv(
             ["{base}/inputs/chat.jsonl"], "chat", tok="tok"),
                       words=["chat.jsonl:1", "roles must alternate"], absent=["out.h5"])

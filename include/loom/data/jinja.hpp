@@ -8,10 +8,13 @@
 //
 // The subset is what published chat templates use: text, {{ }}, {% if %}, {% for %} (with
 // loop.*, unpacking, `if` filters, {% else %}, break/continue), {% set %} (plain, tuple,
-// namespace attribute, block), {% generation %}, {% raw %}, comments and whitespace
-// control; expressions with Python semantics; the common filters, tests and str/dict
-// methods. Anything else ({% macro %}, {% include %}, an unknown filter, ...) is refused
-// at parse time with an InputError that names the construct, the file, line and column.
+// namespace attribute, block), {% macro %} (defaults, keywords, recursion; no caller,
+// varargs or kwargs), {% filter %} blocks, {% generation %}, {% raw %}, comments and
+// whitespace control; expressions with Python semantics; the common filters, tests and
+// str/dict methods. Anything else ({% include %}, {% call %}, ...) is refused at parse time
+// with an InputError that names the construct, the file, line and column. An unknown filter
+// or test is refused there too, except inside an {% if %} or an inline if, where Jinja2
+// (and so Loom) fails only when it is evaluated.
 //
 // Values follow Jinja2's default Undefined: printing a missing name gives "", iterating it
 // is empty, it is false; its attributes, items and arithmetic are errors.
