@@ -148,8 +148,8 @@ ordered_json DataReport::toJson(const ordered_json& settings, const std::string&
                        {"sample", lengthStats(sample_lengths_)}};
   // Ten bins of equal width over the lengths [0, top], top = the longest sample (at most
   // seq_len); the last bin may be narrower.
-  const int64_t top =
-      std::min<int64_t>(seq_len_, std::max<int64_t>(0, static_cast<int64_t>(sample_lengths_.size()) - 1));
+  const int64_t top = std::min<int64_t>(
+      seq_len_, std::max<int64_t>(0, static_cast<int64_t>(sample_lengths_.size()) - 1));
   const int64_t width = std::max<int64_t>(1, (top + 1 + 9) / 10);
   ordered_json edges = ordered_json::array();
   ordered_json counts = ordered_json::array();

@@ -10,8 +10,8 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
-#include "loom/data/data_report.hpp"
 #include "loom/core/log.hpp"
+#include "loom/data/data_report.hpp"
 #include "loom/data/tokenizer.hpp"
 
 namespace loom {
