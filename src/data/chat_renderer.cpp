@@ -80,6 +80,13 @@ std::pair<std::string, std::string> ownTemplate(const std::filesystem::path& dir
   return {};
 }
 
+// The built-in family a tokenizer without a template belongs to, by its marker tokens.
+std::optional<ChatTemplate> builtinFamily(const Tokenizer& tokenizer) {
+  if (tokenizer.tokenToId("<|im_start|>")) return ChatTemplate::kQwen;
+  if (tokenizer.tokenToId("<|start_header_id|>")) return ChatTemplate::kLlama3;
+  return std::nullopt;
+}
+
 }  // namespace
 
 TrainOn parseTrainOn(std::string_view name, const std::string& where) {
@@ -238,10 +245,8 @@ ChatRenderer ChatRenderer::forTokenizer(const std::filesystem::path& dir,
     const auto [source, where] = ownTemplate(dir, config);
     if (!source.empty()) {
       use_jinja(source, where);
-    } else if (tokenizer.tokenToId("<|im_start|>")) {
-      use_builtin(ChatTemplate::kQwen);
-    } else if (tokenizer.tokenToId("<|start_header_id|>")) {
-      use_builtin(ChatTemplate::kLlama3);
+    } else if (const auto family = builtinFamily(tokenizer)) {
+      use_builtin(*family);
     } else {
       LOOM_INPUT_CHECK(false, "--tokenizer " << dir.string()
                                              << ": no chat template (neither chat_template.jinja "
@@ -255,9 +260,7 @@ ChatRenderer ChatRenderer::forTokenizer(const std::filesystem::path& dir,
 }
 
 bool ChatRenderer::available(const std::filesystem::path& dir, const Tokenizer& tokenizer) {
-  if (tokenizer.tokenToId("<|im_start|>") || tokenizer.tokenToId("<|start_header_id|>")) {
-    return true;
-  }
+  if (builtinFamily(tokenizer)) return true;
   if (std::filesystem::is_regular_file(dir / "chat_template.jinja")) return true;
   const auto config_file = dir / "tokenizer_config.json";
   if (!std::filesystem::is_regular_file(config_file)) return false;

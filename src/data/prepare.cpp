@@ -176,12 +176,6 @@ OverflowPolicy parseOverflowPolicy(std::string_view name, const std::string& whe
   return OverflowPolicy::kTruncate;
 }
 
-std::optional<ChatTemplate> detectChatTemplate(const Tokenizer& tokenizer) {
-  if (tokenizer.tokenToId("<|im_start|>")) return ChatTemplate::kQwen;
-  if (tokenizer.tokenToId("<|start_header_id|>")) return ChatTemplate::kLlama3;
-  return std::nullopt;
-}
-
 std::string unescapeTemplate(std::string_view text) {
   std::string out;
   out.reserve(text.size());

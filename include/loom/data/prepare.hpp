@@ -65,10 +65,6 @@ std::string_view prepareFormatName(PrepareFormat format);
 /// "truncate|drop"; InputError naming `where` otherwise.
 OverflowPolicy parseOverflowPolicy(std::string_view name, const std::string& where);
 
-/// The built-in chat template family a tokenizer belongs to: qwen when it has
-/// `<|im_start|>`, llama3 when it has `<|start_header_id|>`; empty when it has neither.
-std::optional<ChatTemplate> detectChatTemplate(const Tokenizer& tokenizer);
-
 /// Everything `trainer prepare` takes. Validated by runPrepare (InputError naming the option).
 struct PrepareOptions {
   std::filesystem::path tokenizer_dir;        ///< tokenizer.json [+ tokenizer_config.json]
