@@ -8,14 +8,27 @@
 
 namespace loom {
 
-Balancer::Balancer(std::vector<double> initial, bool adaptive, int64_t every, double smoothing,
-                   double min_change)
+namespace {
+
+/// Weights proportional to `rate`, summing to the number of ranks.
+std::vector<double> proportional(const std::vector<double>& rate) {
+  const double total = std::accumulate(rate.begin(), rate.end(), 0.0);
+  const double n = static_cast<double>(rate.size());
+  std::vector<double> w(rate.size());
+  for (size_t r = 0; r < w.size(); ++r) w[r] = rate[r] / total * n;
+  return w;
+}
+
+}  // namespace
+
+Balancer::Balancer(std::vector<double> initial, bool adaptive, int64_t every, int64_t window,
+                   double min_gain)
     : weights_(std::move(initial)),
       throughput_(weights_.size(), 0.0),
       adaptive_(adaptive),
       every_(std::max<int64_t>(1, every)),
-      smoothing_(smoothing),
-      min_change_(min_change) {
+      window_size_(static_cast<size_t>(std::max<int64_t>(1, window))),
+      min_gain_(min_gain) {
   LOOM_CHECK(!weights_.empty(), "Balancer needs at least one rank");
 }
 
@@ -23,6 +36,16 @@ void Balancer::setWeights(std::vector<double> weights) {
   LOOM_CHECK(weights.size() == weights_.size(),
              "weights for " << weights.size() << " ranks, world has " << weights_.size());
   weights_ = std::move(weights);
+}
+
+double Balancer::relativeStepTime(const std::vector<double>& w, const std::vector<double>& rate) {
+  const double w_total = std::accumulate(w.begin(), w.end(), 0.0);
+  const double rate_total = std::accumulate(rate.begin(), rate.end(), 0.0);
+  double worst = 0;
+  for (size_t r = 0; r < w.size(); ++r) {
+    if (w[r] > 0) worst = std::max(worst, w[r] / w_total / rate[r] * rate_total);
+  }
+  return worst;
 }
 
 bool Balancer::probe(const std::vector<double>& tokens_per_second) {
@@ -34,10 +57,7 @@ bool Balancer::probe(const std::vector<double>& tokens_per_second) {
                "Balancer::probe: throughput must be positive, got " << t);
   }
   throughput_ = tokens_per_second;
-  const double total = std::accumulate(throughput_.begin(), throughput_.end(), 0.0);
-  const double n = static_cast<double>(weights_.size());
-  std::vector<double> proposed(weights_.size());
-  for (size_t r = 0; r < proposed.size(); ++r) proposed[r] = throughput_[r] / total * n;
+  const std::vector<double> proposed = proportional(throughput_);
   const bool changed = proposed != weights_;
   weights_ = proposed;
   return changed;
@@ -45,36 +65,33 @@ bool Balancer::probe(const std::vector<double>& tokens_per_second) {
 
 bool Balancer::observe(int64_t step, const std::vector<double>& seconds,
                        const std::vector<double>& tokens) {
+  (void)step;
   if (!adaptive_) return false;
   LOOM_CHECK(seconds.size() == weights_.size() && tokens.size() == weights_.size(),
              "Balancer::observe: expected one value per rank");
+  window_.push_back({seconds, tokens});
+  if (window_.size() > window_size_) window_.pop_front();
+  // Each rank's rate over the window: its tokens over its seconds, counting only steps in
+  // which it had work (a rank with (almost) nothing to do says nothing about its speed).
+  bool all_measured = true;
   for (size_t r = 0; r < weights_.size(); ++r) {
-    // A rank that had (almost) nothing to do says nothing about its speed.
-    if (tokens[r] <= 0 || seconds[r] <= 1e-6) continue;
-    const double rate = tokens[r] / seconds[r];
-    throughput_[r] =
-        throughput_[r] > 0 ? smoothing_ * throughput_[r] + (1 - smoothing_) * rate : rate;
+    double t = 0, s = 0;
+    for (const Sample& x : window_) {
+      if (x.tokens[r] <= 0 || x.seconds[r] <= 1e-6) continue;
+      t += x.tokens[r];
+      s += x.seconds[r];
+    }
+    if (s > 0) {
+      throughput_[r] = t / s;
+    } else if (throughput_[r] <= 0) {
+      all_measured = false;
+    }
   }
   ++observed_;
-  // Re-weight after the probe step, then every `every_` steps.
-  if (observed_ != 1 && observed_ % every_ != 0) return false;
-  if (std::any_of(throughput_.begin(), throughput_.end(), [](double t) { return t <= 0; }))
-    return false;
-  const double total = std::accumulate(throughput_.begin(), throughput_.end(), 0.0);
-  const double n = static_cast<double>(weights_.size());
-  std::vector<double> proposed(weights_.size());
-  for (size_t r = 0; r < proposed.size(); ++r) proposed[r] = throughput_[r] / total * n;
-  // Normalise the current weights the same way to compare shares, not raw numbers.
-  const double current_total = std::accumulate(weights_.begin(), weights_.end(), 0.0);
-  double largest_change = 0;
-  for (size_t r = 0; r < proposed.size(); ++r) {
-    const double share_now = weights_[r] / current_total;
-    const double share_new = proposed[r] / n;
-    largest_change = std::max(largest_change, std::abs(share_new - share_now) / share_now);
-  }
-  (void)step;
-  if (largest_change < min_change_) return false;
-  weights_ = proposed;
+  if (observed_ % every_ != 0 || !all_measured) return false;
+  // Re-weight only when it pays: the step the current weights give, relative to the best.
+  if (relativeStepTime(weights_, throughput_) < 1.0 + min_gain_) return false;
+  weights_ = proportional(throughput_);
   return true;
 }
 

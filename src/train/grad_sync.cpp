@@ -174,9 +174,12 @@ void GradSync::reduce(double divisor) {
 }
 
 at::Tensor GradSync::gradNormTensor() const {
-  std::vector<at::Tensor> squares;
-  for (const Bucket& b : buckets_) squares.push_back(b.flat.to(at::kDouble).pow(2).sum());
-  return at::stack(squares).sum().sqrt();
+  // One foreach reduction over the flat fp32 buckets (read once, no fp64 copy of the
+  // gradients), then the per-bucket norms combined in fp64: sqrt(sum of their squares).
+  std::vector<at::Tensor> flats;
+  for (const Bucket& b : buckets_) flats.push_back(b.flat);
+  LOOM_CHECK(!flats.empty(), "GradSync: no gradient buckets");
+  return at::stack(at::_foreach_norm(flats)).to(at::kDouble).pow(2).sum().sqrt();
 }
 
 double GradSync::gradNorm() const { return gradNormTensor().item<double>(); }
