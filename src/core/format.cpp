@@ -38,7 +38,7 @@ std::string formatCount(double v) {
 
 namespace loom {
 
-std::string escapeXml(const std::string& text) {
+std::string escapeXml(const std::string& text, const char* quote) {
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
@@ -53,7 +53,7 @@ std::string escapeXml(const std::string& text) {
         out += "&gt;";
         break;
       case '"':
-        out += "&quot;";
+        out += quote;
         break;
       case '\'':
         out += "&#39;";

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "jinja_ast.hpp"
+#include "loom/core/format.hpp"
 #include "tokenizer_text.hpp"
 
 namespace loom::detail::jinja {
@@ -277,30 +278,6 @@ Value callMethod(const Value& obj, const std::string& name, const Args& args, bo
   return Value::undefined();
 }
 
-std::string htmlEscape(const std::string& s) {
-  std::string out;
-  for (const char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&#34;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
+std::string htmlEscape(const std::string& s) { return escapeXml(s, "&#34;"); }
 
 }  // namespace loom::detail::jinja

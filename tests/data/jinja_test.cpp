@@ -369,6 +369,9 @@ std::vector<Case> constructCases() {
        "{{ 'x' | safe | tojson }}|{{ '<' | e + '>' }}|{{ '<' | e | e }}|{{ 'x' | safe | string + "
        "'&' }}|{{ \"Use '\" | safe + name + \"' \" | safe + {'k': 'v\"'} | tojson }}",
        ctx},
+      {"escape_quotes",
+       "{{ '<a href=\"x\">' | e }}{{ \"it's & co\" | e }}|{{ '\"' | escape | e }}",
+       {}},
       {"loop_cycle",
        "{% for m in messages %}{{ loop.cycle('odd', 'even') }}{{ loop.cycle(1) }},{% endfor %}",
        ctx},

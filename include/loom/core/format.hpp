@@ -15,7 +15,8 @@ std::string formatCount(double value);
 
 namespace loom {
 
-/// `text` with &, <, >, " and ' replaced by their entities (for HTML and SVG).
-std::string escapeXml(const std::string& text);
+/// `text` with &, <, >, " and ' replaced by their entities (for HTML and SVG). `quote` is the
+/// entity for " (markupsafe, and so jinja's `escape`, writes "&#34;").
+std::string escapeXml(const std::string& text, const char* quote = "&quot;");
 
 }  // namespace loom
