@@ -6,13 +6,15 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/strings.hpp"
+#include "loom/model/fused_ops.hpp"
 
 namespace loom {
 namespace detail {
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks. Each mirrors its transformers counterpart op for op, so that fp32 results
-// agree to rounding and bf16 results round the same way.
+// agree to rounding and bf16 results round the same way (on CUDA, RMSNorm is torch's fused
+// kernel, one rounding from transformers': model/fused_ops).
 
 /// LlamaRMSNorm / Qwen3RMSNorm: normalise in fp32, cast back, then scale by the weight.
 class RmsNorm : public torch::nn::Module {
@@ -20,13 +22,7 @@ class RmsNorm : public torch::nn::Module {
   RmsNorm(int64_t dim, double eps, const at::TensorOptions& options) : eps_(eps) {
     weight_ = register_parameter("weight", at::ones({dim}, options));
   }
-  at::Tensor forward(const at::Tensor& x) {
-    const auto input_dtype = x.scalar_type();
-    auto h = x.to(at::kFloat);
-    auto variance = h.pow(2).mean(-1, /*keepdim=*/true);
-    h = h * at::rsqrt(variance + eps_);
-    return weight_ * h.to(input_dtype);
-  }
+  at::Tensor forward(const at::Tensor& x) { return rmsNorm(x, weight_, eps_); }
 
  private:
   double eps_;
@@ -126,7 +122,7 @@ class Mlp : public torch::nn::Module {
   }
   at::Tensor forward(const at::Tensor& x) {
     auto gate_up = projectShared(x, {gate_proj.get(), up_proj.get()});
-    return down_proj->forward(at::silu(gate_up[0]) * gate_up[1]);
+    return down_proj->forward(swiglu(gate_up[0], gate_up[1]));
   }
   std::shared_ptr<Projection> gate_proj, up_proj, down_proj;
 };
@@ -306,10 +302,14 @@ std::vector<at::Tensor> projectShared(const at::Tensor& x, const std::vector<Pro
     return out;
   }
   // The A factors of every fused projection in one product, so x is read once:
-  // [..., r1 + r2 + ...]. In the compute dtype: a 16-bit copy of the fp32 adapter weights,
-  // cast in the graph (their gradients return to the fp32 parameters).
+  // [..., r1 + r2 + ...]. In the compute dtype: the projections' 16-bit copies (trained
+  // with the fp32 factors as masters), or else the fp32 factors cast in the graph (their
+  // gradients return to the fp32 parameters). Either way the same values and gradients.
+  auto factor = [dtype](const at::Tensor& copy, const at::Tensor& weight) {
+    return copy.defined() && copy.scalar_type() == dtype ? copy : weight;
+  };
   std::vector<at::Tensor> as;
-  for (size_t i : fused) as.push_back(projs[i]->loraA());
+  for (size_t i : fused) as.push_back(factor(projs[i]->loraComputeA(), projs[i]->loraA()));
   const auto a = (as.size() == 1 ? as[0] : at::cat(as, 0)).to(dtype);  // [sum r, in]
   const auto xa = at::linear(x.to(dtype), a);                          // [..., sum r]
   const int64_t rows = xa.numel() / xa.size(-1);
@@ -321,7 +321,8 @@ std::vector<at::Tensor> projectShared(const at::Tensor& x, const std::vector<Pro
     from += r;
     auto y = out[i].reshape({rows, p.outFeatures()});  // [N, out]
     // y + scaling * xa_i B^T in one kernel.
-    y = at::addmm(y, xa_i, p.loraB().to(dtype).t(), /*beta=*/1, /*alpha=*/p.loraScaling());
+    const auto b = factor(p.loraComputeB(), p.loraB()).to(dtype);  // [out, r]
+    y = at::addmm(y, xa_i, b.t(), /*beta=*/1, /*alpha=*/p.loraScaling());
     out[i] = y.view(out[i].sizes());
   }
   return out;
@@ -344,8 +345,22 @@ void Projection::enableLora(int64_t rank, double scaling, double dropout,
   lora_dropout_ = dropout;
 }
 
+void Projection::makeLoraComputeCopies(at::ScalarType dtype) {
+  LOOM_CHECK(hasLora(), "makeLoraComputeCopies: the projection has no LoRA branch");
+  LOOM_CHECK(lora_dropout_ == 0.0,
+             "makeLoraComputeCopies: the branch draws dropout, whose path "
+             "computes in the adapter dtype");
+  LOOM_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf,
+             "makeLoraComputeCopies: " << dtype << " is not a 16-bit dtype");
+  at::NoGradGuard no_grad;
+  compute_a_ = lora_a_.detach().to(dtype).requires_grad_(true);
+  compute_b_ = lora_b_.detach().to(dtype).requires_grad_(true);
+}
+
 void Projection::mergeLora() {
   if (!hasLora()) return;
+  compute_a_ = at::Tensor();
+  compute_b_ = at::Tensor();
   LOOM_CHECK(!quantized_, "cannot merge LoRA into an NF4 weight: merge into the 16-bit base");
   {
     at::NoGradGuard no_grad;

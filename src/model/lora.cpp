@@ -112,6 +112,20 @@ void applyLora(CausalLm& model, const LoraSpec& spec) {
   LOOM_INPUT_CHECK(matched > 0, "LoRA config: target_modules match no projection of the model");
 }
 
+std::map<std::string, at::Tensor> makeLoraComputeCopies(CausalLm& model, at::ScalarType dtype) {
+  std::map<std::string, at::Tensor> copies;
+  if (dtype != at::kBFloat16 && dtype != at::kHalf) return copies;
+  for (auto& [path, proj] : model.projections()) {
+    if (!proj->hasLora() || proj->loraDropout() > 0.0 || proj->loraA().scalar_type() == dtype) {
+      continue;
+    }
+    proj->makeLoraComputeCopies(dtype);
+    copies.emplace(path + ".lora_A.weight", proj->loraComputeA());
+    copies.emplace(path + ".lora_B.weight", proj->loraComputeB());
+  }
+  return copies;
+}
+
 void enableFullFinetune(CausalLm& model) {
   for (auto& p : model.parameters()) p.requires_grad_(true);
 }

@@ -67,11 +67,13 @@ MemoryEstimateBytes estimateRankMemory(const HfConfig& c, const MemoryPlan& plan
     m.base_weights = counts.total * s;
   }
 
-  // Trainable: fp32 masters (16-bit full fine-tuning) or the fp32 LoRA weights themselves,
-  // fp32 gradient buckets, two fp32 AdamW moments.
+  // Trainable: fp32 masters (16-bit full fine-tuning) or the fp32 LoRA weights themselves
+  // (plus their 16-bit copies in a 16-bit dtype without dropout), fp32 gradient buckets, two
+  // fp32 AdamW moments.
   const uint64_t p = static_cast<uint64_t>(counts.trainable);
   if (plan.lora) {
-    m.trainable = p * (4 + 4 + 8);
+    const bool copies = !wide && plan.lora->dropout == 0;
+    m.trainable = p * (4 + (copies ? s : 0) + 4 + 8);
   } else {
     m.trainable = p * ((wide ? 0 : 4) + 4 + 8);
   }
@@ -106,11 +108,16 @@ MemoryEstimateBytes estimateRankMemory(const HfConfig& c, const MemoryPlan& plan
   if (wide || fused)
     per_token += static_cast<double>(s) *
                  ((attn_in ? h : 0) + (o_in ? q : 0) + (mlp_in ? h : 0) + (down_in ? inter : 0));
-  const double norm = 4.0 * h;                 // RMSNorm keeps x in fp32 (for its own backward)
-  per_token += 2 * norm;                       // input and post-attention norms
-  if (c.qk_norm) per_token += 4.0 * (q + kv);  // q/k norms: their fp32 inputs
+  // RMSNorm keeps x in fp32 for its backward; on CUDA torch's fused kernel keeps x in its
+  // dtype and one fp32 rstd per row (model/fused_ops).
+  const double norm = plan.cuda ? s * h + 4.0 : 4.0 * h;
+  per_token += 2 * norm;  // input and post-attention norms
+  if (c.qk_norm) {        // q/k norms: their inputs, per head
+    per_token += plan.cuda ? s * (q + kv) + 4.0 * (c.num_attention_heads + c.num_key_value_heads)
+                           : 4.0 * (q + kv);
+  }
   per_token += s * (q + 2.0 * kv) + s * q + 4.0 * c.num_attention_heads;  // SDPA: q, k, v, out, lse
-  per_token += 3.0 * s * inter;  // silu keeps gate; the product keeps silu(gate) and up
+  per_token += 2.0 * s * inter;  // swiglu keeps gate and up (model/fused_ops)
   if (full) {
     // Every weight trains: norms keep their normed outputs, which are (with the attention
     // output and the MLP product) the projections' inputs.

@@ -10,18 +10,29 @@ namespace loom {
 namespace fs = std::filesystem;
 
 Optimizer::Optimizer(std::vector<std::string> names, std::vector<at::Tensor> params,
-                     AdamWSettings settings)
+                     AdamWSettings settings, std::vector<at::Tensor> masters)
     : names_(std::move(names)), params_(std::move(params)), settings_(settings) {
   LOOM_CHECK(names_.size() == params_.size(),
              names_.size() << " names for " << params_.size() << " parameters");
+  LOOM_CHECK(masters.empty() || masters.size() == params_.size(),
+             masters.size() << " masters for " << params_.size() << " parameters");
   LOOM_CHECK(!params_.empty(), "nothing to train: no parameter requires a gradient");
   at::NoGradGuard no_grad;
   Group decay{settings_.weight_decay, {}}, no_decay{0.0, {}};
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& p = params_[i];
     LOOM_CHECK(p.device() == params_[0].device(), "parameters on several devices");
-    // fp32 masters for 16-bit parameters; fp32 parameters are their own master.
-    masters_.push_back(p.scalar_type() == at::kFloat ? p : p.detach().to(at::kFloat).clone());
+    if (!masters.empty() && masters[i].defined()) {
+      const at::Tensor& m = masters[i];
+      LOOM_CHECK(m.scalar_type() == at::kFloat && m.sizes() == p.sizes() &&
+                     m.device() == p.device() && !m.is_same(p),
+                 "the master of " << names_[i] << " must be a separate fp32 tensor of shape "
+                                  << p.sizes() << " on " << p.device());
+      masters_.push_back(m);
+    } else {
+      // fp32 masters for 16-bit parameters; fp32 parameters are their own master.
+      masters_.push_back(p.scalar_type() == at::kFloat ? p : p.detach().to(at::kFloat).clone());
+    }
     exp_avg_.push_back(at::zeros_like(masters_.back(), at::MemoryFormat::Contiguous));
     exp_avg_sq_.push_back(at::zeros_like(masters_.back(), at::MemoryFormat::Contiguous));
     step_tensors_.push_back(at::zeros({}, masters_.back().options()));

@@ -179,8 +179,11 @@ class Trainer {
   bool lora_ = true;
   LoraSpec spec_;
   std::vector<std::string> names_;
-  std::vector<at::Tensor> params_;   // trainable parameters, in the model's dtype
-  std::vector<at::Tensor> masters_;  // their fp32 masters (the same tensor when fp32)
+  // Trainable tensors as autograd sees them, in the model's dtype (for LoRA in a 16-bit
+  // dtype: the 16-bit copies of the adapter factors), and their fp32 masters (the same
+  // tensor when fp32; for LoRA copies, the model's fp32 factors).
+  std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> masters_;
 
   std::unique_ptr<Hdf5Dataset> train_data_, eval_data_;
   std::unique_ptr<BatchPlanner> planner_, eval_planner_;

@@ -161,16 +161,22 @@ void Trainer::setupModel() {
     LOOM_INFO("attention for packed rows: " << line.str() << " (rows of one document: "
                                             << toString(AttentionBackend::kSdpaCausal) << ")");
   }
+  // LoRA in a 16-bit compute dtype: autograd trains 16-bit copies of the adapter factors,
+  // whose masters are the fp32 factors themselves (no cast of A and B per micro-batch).
+  const auto copies =
+      setup.lora ? makeLoraComputeCopies(*model_, dtype_) : std::map<std::string, at::Tensor>{};
   std::vector<std::string> names;
-  std::vector<at::Tensor> params;
+  std::vector<at::Tensor> params, masters;
   for (const auto& item : model_->named_parameters()) {
     if (!item.value().requires_grad()) continue;
     names.push_back(item.key());
-    params.push_back(item.value());
+    const auto copy = copies.find(item.key());
+    params.push_back(copy == copies.end() ? item.value() : copy->second);
+    masters.push_back(copy == copies.end() ? at::Tensor() : item.value());
   }
   AdamWSettings adamw;
   adamw.weight_decay = config_.train.weight_decay;
-  optimizer_ = std::make_unique<Optimizer>(names, params, adamw);
+  optimizer_ = std::make_unique<Optimizer>(names, params, adamw, masters);
   names_ = optimizer_->names();
   params_ = optimizer_->params();
   masters_ = optimizer_->masters();

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <map>
 
 #include "loom/model/lora.hpp"
 #include "loom/model/loss.hpp"
@@ -161,6 +162,74 @@ TEST(Decoder, LoraInASixteenBitModelRunsInItsDtypeAndTrainsTheFp32Adapter) {
     EXPECT_EQ(p->loraA().grad().scalar_type(), at::kFloat);
     EXPECT_GT(p->loraA().grad().abs().sum().item<double>(), 0.0) << path;
   }
+}
+
+TEST(Decoder, LoraComputeCopiesGiveTheInGraphCastsValuesAndGradients) {
+  // Training in a 16-bit dtype, the forward reads 16-bit copies of the fp32 adapter factors
+  // (refreshed by the optimizer after each step) in place of casting the factors in the graph
+  // every micro-batch. A copy holds exactly the cast's value, and the gradient it receives is
+  // the one the cast passed back before (the cast's backward only widens it to fp32): so the
+  // hidden states and the gradients must be bit-identical, not merely close.
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    auto source = randomModel(tinyConfig("qwen3"), 7);
+    loraProjections(*source, 8);
+    DecoderOptions o;
+    o.dtype = dtype;
+    std::shared_ptr<CausalLm> models[2];
+    for (auto& m : models) {
+      m = std::make_shared<CausalLm>(tinyConfig("qwen3"), o);
+      LoraSpec spec;
+      spec.rank = 4;
+      spec.alpha = 8;
+      applyLora(*m, spec);
+      torch::NoGradGuard no_grad;
+      auto dst = m->named_parameters();
+      for (const auto& item : source->named_parameters()) dst[item.key()].copy_(item.value());
+      m->train();
+    }
+    const auto copies = makeLoraComputeCopies(*models[1], dtype);
+    ASSERT_EQ(copies.size(), 2 * models[1]->projections().size());
+    for (auto& [path, p] : models[1]->projections()) {
+      ASSERT_TRUE(p->loraComputeA().defined()) << path;
+      EXPECT_EQ(p->loraComputeA().scalar_type(), dtype);
+      EXPECT_TRUE(p->loraComputeA().is_leaf() && p->loraComputeA().requires_grad());
+      EXPECT_TRUE(copies.at(path + ".lora_B.weight").is_same(p->loraComputeB())) << path;
+      EXPECT_EQ(p->loraA().scalar_type(), at::kFloat) << "the factors stay fp32";
+    }
+    auto tokens = torch::randint(0, 300, {2, 12}, torch::kLong);
+    const auto cast = models[0]->hidden({tokens, {}, {}});
+    const auto copied = models[1]->hidden({tokens, {}, {}});
+    EXPECT_TRUE(torch::equal(cast, copied)) << dtype;
+    cast.to(at::kFloat).sum().backward();
+    copied.to(at::kFloat).sum().backward();
+    std::map<std::string, Projection*> other;
+    for (auto& [path, q] : models[1]->projections()) other[path] = q;
+    for (auto& [path, p] : models[0]->projections()) {
+      Projection& q = *other.at(path);
+      ASSERT_TRUE(q.loraComputeA().grad().defined()) << path;
+      EXPECT_EQ(q.loraComputeA().grad().scalar_type(), dtype);
+      EXPECT_TRUE(torch::equal(p->loraA().grad(), q.loraComputeA().grad().to(at::kFloat)))
+          << dtype << " " << path;
+      EXPECT_TRUE(torch::equal(p->loraB().grad(), q.loraComputeB().grad().to(at::kFloat)))
+          << dtype << " " << path;
+      EXPECT_FALSE(q.loraA().grad().defined()) << "the fp32 factor is not in the graph";
+      EXPECT_GT(p->loraA().grad().abs().sum().item<double>(), 0.0) << path;
+    }
+  }
+}
+
+TEST(Decoder, LoraComputeCopiesOnlyWhereTheyApply) {
+  // fp32 compute needs none; a branch with dropout keeps PEFT's fp32 path (no copy).
+  auto model = randomModel(tinyConfig("qwen3"), 9);
+  LoraSpec spec;
+  spec.rank = 4;
+  spec.alpha = 8;
+  spec.dropout = 0.1;
+  spec.target_modules = {"q_proj"};
+  applyLora(*model, spec);
+  EXPECT_TRUE(makeLoraComputeCopies(*model, at::kFloat).empty());
+  EXPECT_TRUE(makeLoraComputeCopies(*model, at::kBFloat16).empty());
+  for (auto& [path, p] : model->projections()) EXPECT_FALSE(p->loraComputeA().defined()) << path;
 }
 
 TEST(Decoder, ParameterNamesMirrorHuggingFace) {

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "loom/model/decoder.hpp"
+#include "loom/model/fused_ops.hpp"
 #include "loom/model/lora.hpp"
 #include "loom/model/loss.hpp"
 #include "loom/model/memory.hpp"
@@ -29,6 +30,27 @@ TEST(CpuMemory, CountsAllocationsAndFrees) {
   }
   EXPECT_EQ(cpuTensorBytes(), before);
   EXPECT_GE(cpuPeakTensorBytes() - before, 4'000'000);
+}
+
+TEST(CpuMemory, SwigluKeepsGateAndUpButNotSiluOfGate) {
+  // silu(gate) * up as a composition keeps silu(gate) for the product's backward; swiglu keeps
+  // only gate and up (held anyway: here the caller's, in a layer the projections' outputs)
+  // and recomputes silu(gate). What a forward leaves held differs by exactly that tensor.
+  trackCpuTensorMemory();
+  const int64_t n = 1024 * 512;
+  auto gate = torch::randn({1024, 512}).requires_grad_();
+  auto up = torch::randn({1024, 512}).requires_grad_();
+  auto held_after = [&](auto&& forward) {
+    const int64_t before = cpuTensorBytes();
+    auto y = forward();
+    return cpuTensorBytes() - before;  // y and what its graph keeps
+  };
+  const int64_t plain = held_after([&] { return at::silu(gate) * up; });
+  const int64_t fused = held_after([&] { return swiglu(gate, up); });
+  std::printf("held after forward: composition %lld bytes, swiglu %lld bytes\n",
+              static_cast<long long>(plain), static_cast<long long>(fused));
+  EXPECT_EQ(fused, n * 4) << "the output only";
+  EXPECT_EQ(plain - fused, n * 4) << "silu(gate), fp32";
 }
 
 /// The tiny test model scaled up so that activations, not allocator noise, dominate.

@@ -119,6 +119,52 @@ TEST(Optimizer, SixteenBitParametersStepOnFp32MastersAndTakeTheirRoundedValues) 
   }
 }
 
+TEST(Optimizer, GivenMastersAreTheOnesSteppedAndTheirCopiesFollow) {
+  // LoRA in a 16-bit dtype: the parameters autograd trains are bf16 copies, their masters the
+  // fp32 adapter factors the model holds. Those very tensors take the update (the adapter
+  // file is written from them) with the same values as when the optimizer makes its own
+  // fp32 masters, and the copies are their masters rounded after every step.
+  auto factors = makeParams(at::kFloat, 4);
+  std::vector<at::Tensor> copies;
+  for (const auto& f : factors) copies.push_back(f.detach().to(at::kBFloat16).requires_grad_());
+  std::vector<at::Tensor> own_copies;
+  for (const auto& f : factors) own_copies.push_back(f.detach().to(at::kBFloat16));
+  Optimizer given(namesFor(copies.size()), copies, AdamWSettings{0.9, 0.999, 1e-8, 0.1}, factors);
+  // The default: fp32 masters made from the bf16 values (the fp32 digits are lost), so
+  // seeded with the factors' values to step the same numbers.
+  Optimizer own(namesFor(own_copies.size()), own_copies, AdamWSettings{0.9, 0.999, 1e-8, 0.1});
+  {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < factors.size(); ++i) own.masters()[i].copy_(factors[i]);
+  }
+  const auto initial = factors[0].detach().clone();
+  for (size_t i = 0; i < factors.size(); ++i) {
+    EXPECT_TRUE(given.masters()[i].is_same(factors[i])) << "tensor " << i;
+  }
+  for (int k = 0; k < 3; ++k) {
+    const auto grads = gradsFor(factors, k);
+    loomStep(given, grads, kLrs[k]);
+    loomStep(own, grads, kLrs[k]);
+    for (size_t i = 0; i < factors.size(); ++i) {
+      EXPECT_TRUE(torch::equal(factors[i], own.masters()[i])) << "step " << k << " tensor " << i;
+      EXPECT_TRUE(torch::equal(copies[i], factors[i].to(at::kBFloat16)))
+          << "step " << k << " tensor " << i;
+    }
+  }
+  EXPECT_FALSE(torch::equal(factors[0], initial)) << "the factors themselves were stepped";
+  // A master that is not a separate fp32 tensor of the parameter's shape is refused.
+  auto p = makeParams(at::kBFloat16, 5);
+  std::vector<at::Tensor> wrong(p.size());
+  wrong[0] = torch::zeros({3, 3});
+  EXPECT_THROW(Optimizer(namesFor(p.size()), p, AdamWSettings{}, wrong), Error);
+  wrong[0] = torch::zeros(p[0].sizes(), torch::kBFloat16);
+  EXPECT_THROW(Optimizer(namesFor(p.size()), p, AdamWSettings{}, wrong), Error);
+  auto f = makeParams(at::kFloat, 6);
+  std::vector<at::Tensor> itself(f.size());
+  itself[1] = f[1];
+  EXPECT_THROW(Optimizer(namesFor(f.size()), f, AdamWSettings{}, itself), Error);
+}
+
 TEST(Optimizer, SavedStateResumesBitForBit) {
   testing::TempDir tmp("optimizer_state");
   const fs::path dir = tmp.path();

@@ -97,6 +97,14 @@ class Projection : public torch::nn::Module {
   /// Error on a quantized projection (merge into the 16-bit base instead).
   void mergeLora();
   bool hasLora() const { return lora_a_.defined(); }
+  /// For training in a 16-bit compute dtype: 16-bit copies of the fp32 factors A and B,
+  /// leaves that require a gradient, which the forward uses in place of casting the factors
+  /// per micro-batch (projectShared). The factors stay the parameters; the caller trains
+  /// the copies with the factors as their masters and refreshes the copies after each step.
+  /// Only for a branch without dropout (PEFT's dropout path computes in the adapter dtype).
+  void makeLoraComputeCopies(at::ScalarType dtype);
+  const at::Tensor& loraComputeA() const { return compute_a_; }  ///< undefined without copies
+  const at::Tensor& loraComputeB() const { return compute_b_; }  ///< undefined without copies
 
   bool quantized() const { return quantized_; }
   /// The NF4 weight of a quantized projection (empty until loaded).
@@ -109,6 +117,7 @@ class Projection : public torch::nn::Module {
   at::Tensor& loraA() { return lora_a_; }   ///< [r, in]; undefined without LoRA
   at::Tensor& loraB() { return lora_b_; }   ///< [out, r]; undefined without LoRA
   double loraScaling() const { return lora_scaling_; }
+  double loraDropout() const { return lora_dropout_; }
   int64_t inFeatures() const { return in_features_; }
   int64_t outFeatures() const { return out_features_; }
 
@@ -122,15 +131,18 @@ class Projection : public torch::nn::Module {
   at::Tensor bias_;
   at::Tensor lora_a_;
   at::Tensor lora_b_;
+  at::Tensor compute_a_;  // 16-bit copies of lora_a_/lora_b_ (makeLoraComputeCopies)
+  at::Tensor compute_b_;
   double lora_scaling_ = 0.0;
   double lora_dropout_ = 0.0;
 };
 
 /// Projections of the same input x (q/k/v, gate/up): their base outputs, plus each LoRA
 /// branch without dropout computed with one product of x by the concatenated A factors
-/// ([sum r, in]) and one addmm per projection into its base output, in the compute dtype (a
-/// 16-bit cast of fp32 adapter weights inside the graph). A single fp32 branch keeps PEFT's
-/// exact order of operations; a branch with dropout keeps PEFT's own mask (forward()).
+/// ([sum r, in]) and one addmm per projection into its base output, in the compute dtype
+/// (the 16-bit copies when the projection has them, else a cast of the fp32 adapter weights
+/// inside the graph). A single fp32 branch keeps PEFT's exact order of operations; a branch
+/// with dropout keeps PEFT's own mask (forward()).
 std::vector<at::Tensor> projectShared(const at::Tensor& x, const std::vector<Projection*>& projs);
 
 /// A causal language model: `model` (embed_tokens, layers, norm) and `lm_head`

@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,15 @@ struct LoraSpec {
 /// Adds a LoRA branch to every targeted projection and freezes every other parameter.
 /// InputError when no projection matches.
 void applyLora(CausalLm& model, const LoraSpec& spec);
+
+/// LoRA trained in a 16-bit compute `dtype` (bf16/fp16) with fp32 adapter weights: every
+/// branch without dropout gets 16-bit copies of A and B (Projection::makeLoraComputeCopies),
+/// which the forward uses instead of casting A and B in every micro-batch. Returns them by
+/// the name of the fp32 parameter each copies (named_parameters' key). The caller trains the
+/// copies with those fp32 parameters as their masters (Optimizer's `masters`), so the
+/// adapter's values, its file and checkpoints stay fp32, and the copies take the masters'
+/// values after each step. Nothing when the adapter weights already are in `dtype`.
+std::map<std::string, at::Tensor> makeLoraComputeCopies(CausalLm& model, at::ScalarType dtype);
 
 /// Full-parameter fine-tuning: every parameter of the model trainable.
 void enableFullFinetune(CausalLm& model);

@@ -4,7 +4,9 @@
 //
 // Masters: an fp32 parameter is its own master; a 16-bit one (bf16/fp16 full fine-tuning)
 // gets an fp32 copy, which receives the reduced gradient (GradSync's targets) and the
-// update, and is copied back into the parameter after each step.
+// update, and is copied back into the parameter after each step. A caller may give the
+// master itself: LoRA in a 16-bit compute dtype trains 16-bit copies of the adapter factors
+// whose masters are the fp32 factors the model holds (what the adapter file is written from).
 //
 // The update is torch's fused AdamW kernel (`at::_fused_adamw_`, CPU and CUDA): one call per
 // parameter group (weight decay on tensors of 2 or more dimensions, none on norms and
@@ -36,8 +38,11 @@ struct AdamWSettings {
 class Optimizer {
  public:
   /// `names`/`params`: the trainable parameters (any float dtype, one device), in the
-  /// same order on every rank.
-  Optimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWSettings settings);
+  /// same order on every rank. `masters` (empty, or parallel to params): an fp32 tensor of
+  /// the parameter's shape to be its master, or undefined for the default (the parameter
+  /// itself when fp32, else an fp32 copy of it).
+  Optimizer(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWSettings settings,
+            std::vector<at::Tensor> masters = {});
 
   /// fp32 masters, parallel to params (the parameter itself when it is fp32). Their
   /// `.grad` is what step() reads.
