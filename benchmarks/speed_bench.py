@@ -5,6 +5,7 @@ steps: tokens/s (real, non-pad tokens), peak memory, model FLOPs utilisation, an
     .venv/bin/python benchmarks/speed_bench.py --case cpu            # ~5 min on 2 cores
     .venv/bin/python benchmarks/speed_bench.py --case lora-1.7b [--steps 12] [--json r.json]
     .venv/bin/python benchmarks/speed_bench.py --case full-0.6b [--steps 12] [--json r.json]
+    ... --sync-count   (CUDA) host waits per step, counted at the CUDA runtime (sync_count.py)
 
 Cases (random weights, real shapes, made here by transformers; nothing is downloaded):
   lora-1.7b  Qwen3-1.7B shape, LoRA r16 alpha 32 all-linear, seq 2048, bf16 (CUDA)
@@ -54,6 +55,7 @@ from speed_bench_data import (log, loom_epoch_order, lora_params, make_lengths, 
                               model_flops, role_model, run_child, run_loom, tail,
                               total_params, write_data)
 from speed_bench_hf import role_hf, role_probe, run_hf  # noqa: E402
+from sync_count import count_loom, report_line  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,6 +132,9 @@ def parse():
     ap.add_argument("--trainer", default=os.environ.get(
         "LOOM_TRAINER", os.path.join(ROOT, "build", "src", "trainer")))
     ap.add_argument("--mpirun", action="store_true", help="run Loom under mpirun -np 1")
+    ap.add_argument("--sync-count", action="store_true",
+                    help="CUDA: also count Loom's host waits per step at the CUDA runtime "
+                         "(benchmarks/sync_count.py: two more Loom runs, warmup+1 and --steps)")
     ap.add_argument("--skip-loom", action="store_true")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per run")
@@ -245,6 +250,9 @@ def main():
 
     if not a.skip_loom:
         results["runs"]["loom"] = run_loom(a, work, model_dir, data, per_step, step_tokens)
+        if a.sync_count:
+            results["sync_count"] = count_loom(a, work, run_loom, model_dir, data, per_step,
+                                               step_tokens)
     if not a.skip_hf:
         results["runs"]["hf-padded"] = run_hf(a, work, model_dir, data, order, per_step,
                                               "pad", probe)
@@ -399,6 +407,8 @@ def report(a, res, lengths, step_tokens, hf_padded, mean_len):
         print(f"loom timed steps: {tot:.2f} s = forward/backward {comp:.2f} s + data wait "
               f"{wait:.2f} s + grad sync {sync:.2f} s + rest (clip, optimizer, metrics) "
               f"{tot - comp - wait - sync:.2f} s")
+    if res.get("sync_count"):
+        print(report_line(res["sync_count"]))
     for name, r in runs.items():
         if r.get("wall"):
             print(f"{name}: process wall {r['wall']:.0f} s (load, {a.steps} steps, save)")

@@ -30,12 +30,14 @@ def child_env():
     return env
 
 
-def run_child(cmd, log_path, timeout):
+def run_child(cmd, log_path, timeout, env=None):
     """Runs cmd with output to log_path; returns (exit code, peak RSS bytes of that process, s).
-    os.wait4 gives that child's own rusage (ru_maxrss: its peak resident set)."""
+    os.wait4 gives that child's own rusage (ru_maxrss: its peak resident set). `env`: entries
+    added to the child's environment."""
     t0 = time.time()
     with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(),
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env=dict(child_env(), **(env or {})),
                                 start_new_session=True)
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -190,10 +192,11 @@ def role_model(spec_path):
 
 # ---------------------------------------------------------------------------- Loom's run
 
-def run_loom(a, work, model_dir, data, batch_samples, step_tokens):
-    out = os.path.join(work, "loom-run")
+def run_loom(a, work, model_dir, data, batch_samples, step_tokens, tag="loom", env=None):
+    """Loom's run of a.steps steps in work/<tag>-run (config <tag>.yaml, log <tag>.log)."""
+    out = os.path.join(work, f"{tag}-run")
     shutil.rmtree(out, ignore_errors=True)
-    cfg = os.path.join(work, "loom.yaml")
+    cfg = os.path.join(work, f"{tag}.yaml")
     dtype = "bf16" if a.device == "cuda" else "fp32"
     with open(cfg, "w") as f:
         f.write(f"""# written by benchmarks/speed_bench.py
@@ -209,8 +212,9 @@ cluster: {{balance: static, ranks: [{{device: {a.device}, micro_batch: {a.micro_
     if a.mpirun:
         cmd = ["mpirun", "-np", "1", "--allow-run-as-root"] + cmd
     log("loom: " + " ".join(cmd))
-    rc, rss, wall = run_child(cmd, os.path.join(work, "loom.log"), a.timeout)
-    res = {"rc": rc, "rss": rss, "wall": wall, "config": cfg, "log": os.path.join(work, "loom.log")}
+    log_path = os.path.join(work, f"{tag}.log")
+    rc, rss, wall = run_child(cmd, log_path, a.timeout, env)
+    res = {"rc": rc, "rss": rss, "wall": wall, "config": cfg, "log": log_path}
     if rc != 0:
         res["error"] = tail(res["log"])
         return res
