@@ -110,6 +110,23 @@ std::vector<Projection*> loraProjections(CausalLm& model, uint64_t seed) {
   return out;
 }
 
+/// A qwen3 tiny model in `dtype` with loraProjections' adapter shape, holding `source`'s
+/// values (base and adapter), in training mode.
+std::shared_ptr<CausalLm> loraModelLike(CausalLm& source, at::ScalarType dtype) {
+  DecoderOptions o;
+  o.dtype = dtype;
+  auto m = std::make_shared<CausalLm>(tinyConfig("qwen3"), o);
+  LoraSpec spec;
+  spec.rank = 4;
+  spec.alpha = 8;
+  applyLora(*m, spec);
+  torch::NoGradGuard no_grad;
+  auto dst = m->named_parameters();
+  for (const auto& item : source.named_parameters()) dst[item.key()].copy_(item.value());
+  m->train();
+  return m;
+}
+
 TEST(Decoder, SharedInputLoraEqualsEachBranchAlone) {
   // q/k/v (and gate/up) read x once through their concatenated A factors and add B's product
   // with addmm; in fp32 that is PEFT's y + s * B(A x) up to summation order in the GEMMs
@@ -136,18 +153,7 @@ TEST(Decoder, LoraInASixteenBitModelRunsInItsDtypeAndTrainsTheFp32Adapter) {
   // weights receive fp32 gradients through the in-graph cast.
   auto fp32 = randomModel(tinyConfig("qwen3"), 5);
   loraProjections(*fp32, 6);
-  DecoderOptions o;
-  o.dtype = at::kBFloat16;
-  auto bf16 = std::make_shared<CausalLm>(tinyConfig("qwen3"), o);
-  LoraSpec spec;
-  spec.rank = 4;
-  spec.alpha = 8;
-  applyLora(*bf16, spec);
-  {
-    torch::NoGradGuard no_grad;
-    auto dst = bf16->named_parameters();
-    for (const auto& item : fp32->named_parameters()) dst[item.key()].copy_(item.value());
-  }
+  auto bf16 = loraModelLike(*fp32, at::kBFloat16);
   for (auto& [path, p] : bf16->projections()) EXPECT_EQ(p->loraA().scalar_type(), at::kFloat);
   auto tokens = torch::randint(0, 300, {2, 12}, torch::kLong);
   const auto a = fp32->hidden({tokens, {}, {}});
@@ -173,20 +179,8 @@ TEST(Decoder, LoraComputeCopiesGiveTheInGraphCastsValuesAndGradients) {
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
     auto source = randomModel(tinyConfig("qwen3"), 7);
     loraProjections(*source, 8);
-    DecoderOptions o;
-    o.dtype = dtype;
-    std::shared_ptr<CausalLm> models[2];
-    for (auto& m : models) {
-      m = std::make_shared<CausalLm>(tinyConfig("qwen3"), o);
-      LoraSpec spec;
-      spec.rank = 4;
-      spec.alpha = 8;
-      applyLora(*m, spec);
-      torch::NoGradGuard no_grad;
-      auto dst = m->named_parameters();
-      for (const auto& item : source->named_parameters()) dst[item.key()].copy_(item.value());
-      m->train();
-    }
+    std::shared_ptr<CausalLm> models[2] = {loraModelLike(*source, dtype),
+                                           loraModelLike(*source, dtype)};
     const auto copies = makeLoraComputeCopies(*models[1], dtype);
     ASSERT_EQ(copies.size(), 2 * models[1]->projections().size());
     for (auto& [path, p] : models[1]->projections()) {
