@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <unistd.h>
 
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/world.hpp"
