@@ -3,7 +3,8 @@
     model_reference.py make OUT VARIANT... [--peft VARIANT...]
         For each VARIANT (see make_tiny_model.py): a tiny random model in OUT/VARIANT and
         OUT/VARIANT/ref.safetensors with a padded batch of two rows (tokens, attention_mask,
-        loss_mask), fp32 logits and the summed next-token loss.
+        loss_mask), fp32 logits and the summed next-token loss. With --bf16-cuda, also the
+        logits of the model loaded in bf16 on the CUDA device ("logits_bf16_cuda", sdpa).
         For each --peft VARIANT and rsLoRA off/on: a PEFT all-linear adapter (r=4, alpha=8,
         A and B random) saved to OUT/VARIANT/adapter_rs{0,1}, with peft_ref.safetensors there
         holding PEFT's logits, loss sum and the gradients of every LoRA weight (key
@@ -64,10 +65,17 @@ def cmd_make(args):
         with torch.no_grad():
             logits = model(input_ids=tokens, attention_mask=attention).logits.float()
         total, count = loss_sum(logits, tokens, attention, loss_mask)
-        save_file({"tokens": tokens, "attention_mask": attention, "loss_mask": loss_mask,
-                   "logits": logits.contiguous(), "loss_sum": total.reshape(1),
-                   "loss_count": torch.tensor([count])},
-                  os.path.join(out, "ref.safetensors"))
+        ref = {"tokens": tokens, "attention_mask": attention, "loss_mask": loss_mask,
+               "logits": logits.contiguous(), "loss_sum": total.reshape(1),
+               "loss_count": torch.tensor([count])}
+        if args.bf16_cuda:
+            from transformers import AutoModelForCausalLM
+            m16 = AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16,
+                                                       attn_implementation="sdpa").cuda().eval()
+            with torch.no_grad():
+                ref["logits_bf16_cuda"] = m16(input_ids=tokens.cuda(),
+                                              attention_mask=attention.cuda()).logits.float().cpu()
+        save_file(ref, os.path.join(out, "ref.safetensors"))
     for variant in args.peft or []:
         make_peft(os.path.join(args.out, variant), tokens, attention, loss_mask)
 
@@ -135,6 +143,7 @@ def main():
     m.add_argument("out")
     m.add_argument("variants", nargs="+")
     m.add_argument("--peft", nargs="*")
+    m.add_argument("--bf16-cuda", action="store_true")
     v = sub.add_parser("verify")
     v.add_argument("jobs", nargs="+")
     v.add_argument("--tol", type=float, default=1e-4)
