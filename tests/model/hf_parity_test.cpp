@@ -1,9 +1,12 @@
 // Reference parity: Loom's fp32 CPU logits and loss against transformers, for every
-// supported architecture variant (models made at test time by make_tiny_model.py).
+// supported architecture variant (models made at test time by make_tiny_model.py); and
+// Loom's bf16 CPU logits against transformers' bf16 CPU logits (bf16_parity.hpp; the CUDA
+// counterpart is hf_parity_gpu_test).
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "bf16_parity.hpp"
 #include "loom/model/hf_io.hpp"
 #include "loom/model/loss.hpp"
 #include "model_test_util.hpp"
@@ -50,6 +53,10 @@ TEST(HfParity, LogitsAndLossMatchTransformers) {
     EXPECT_LE(loss_rel, 1e-5);
     EXPECT_EQ(loss.count, ref.tensor("loss_count").item<int64_t>());
   }
+}
+
+TEST(HfParity, Bf16LogitsMatchTransformersBf16) {
+  testing::expectBf16LogitsLikeTransformers(c10::Device(c10::kCPU), 0, /*identical=*/true);
 }
 
 }  // namespace

@@ -3,8 +3,8 @@
     model_reference.py make OUT VARIANT... [--peft VARIANT...]
         For each VARIANT (see make_tiny_model.py): a tiny random model in OUT/VARIANT and
         OUT/VARIANT/ref.safetensors with a padded batch of two rows (tokens, attention_mask,
-        loss_mask), fp32 logits and the summed next-token loss. With --bf16-cuda, also the
-        logits of the model loaded in bf16 on the CUDA device ("logits_bf16_cuda", sdpa).
+        loss_mask), fp32 logits and the summed next-token loss. With --bf16 DEVICE (cpu or
+        cuda), also the logits of the model loaded in bf16 on that device ("logits_bf16", sdpa).
         For each --peft VARIANT and rsLoRA off/on: a PEFT all-linear adapter (r=4, alpha=8,
         A and B random) saved to OUT/VARIANT/adapter_rs{0,1}, with peft_ref.safetensors there
         holding PEFT's logits, loss sum and the gradients of every LoRA weight (key
@@ -68,13 +68,14 @@ def cmd_make(args):
         ref = {"tokens": tokens, "attention_mask": attention, "loss_mask": loss_mask,
                "logits": logits.contiguous(), "loss_sum": total.reshape(1),
                "loss_count": torch.tensor([count])}
-        if args.bf16_cuda:
+        if args.bf16:
             from transformers import AutoModelForCausalLM
             m16 = AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16,
-                                                       attn_implementation="sdpa").cuda().eval()
+                                                       attn_implementation="sdpa")
+            m16 = m16.to(args.bf16).eval()
             with torch.no_grad():
-                ref["logits_bf16_cuda"] = m16(input_ids=tokens.cuda(),
-                                              attention_mask=attention.cuda()).logits.float().cpu()
+                ref["logits_bf16"] = m16(input_ids=tokens.to(args.bf16),
+                                         attention_mask=attention.to(args.bf16)).logits.float().cpu()
         save_file(ref, os.path.join(out, "ref.safetensors"))
     for variant in args.peft or []:
         make_peft(os.path.join(args.out, variant), tokens, attention, loss_mask)
@@ -143,7 +144,7 @@ def main():
     m.add_argument("out")
     m.add_argument("variants", nargs="+")
     m.add_argument("--peft", nargs="*")
-    m.add_argument("--bf16-cuda", action="store_true")
+    m.add_argument("--bf16", choices=["cpu", "cuda"])
     v = sub.add_parser("verify")
     v.add_argument("jobs", nargs="+")
     v.add_argument("--tol", type=float, default=1e-4)
