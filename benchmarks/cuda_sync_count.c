@@ -36,12 +36,12 @@ static int64_t* counters(void) {
 static void count(int which) { __atomic_fetch_add(&counters()[which], 1, __ATOMIC_RELAXED); }
 
 // cudaError_t is an int-sized enum; streams and events are pointers.
-#define LOOM_WRAP(name, which, params, args)                    \
-  int name params {                                             \
-    static int(*real) params = NULL;                            \
-    if (!real) real = (int(*) params)dlsym(RTLD_NEXT, #name);   \
-    count(which);                                               \
-    return real ? real args : 1; /* cudaErrorInvalidValue */    \
+#define LOOM_WRAP(name, which, params, args)                  \
+  int name params {                                           \
+    static int(*real) params = NULL;                          \
+    if (!real) real = (int(*) params)dlsym(RTLD_NEXT, #name); \
+    count(which);                                             \
+    return real ? real args : 1; /* cudaErrorInvalidValue */  \
   }
 
 LOOM_WRAP(cudaStreamSynchronize, kStream, (void* stream), (stream))

@@ -2,13 +2,13 @@
 // evaluation (eval loss, eval prompts), checkpoints and the final adapter or model.
 #include <torch/torch.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <unistd.h>
 
 #include "loom/comm/communicator.hpp"
 #include "loom/comm/world.hpp"
