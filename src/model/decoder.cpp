@@ -359,8 +359,6 @@ void Projection::makeLoraComputeCopies(at::ScalarType dtype) {
 
 void Projection::mergeLora() {
   if (!hasLora()) return;
-  compute_a_ = at::Tensor();
-  compute_b_ = at::Tensor();
   LOOM_CHECK(!quantized_, "cannot merge LoRA into an NF4 weight: merge into the 16-bit base");
   {
     at::NoGradGuard no_grad;
@@ -371,6 +369,8 @@ void Projection::mergeLora() {
   unregister_module("lora_B");
   lora_a_ = at::Tensor();
   lora_b_ = at::Tensor();
+  compute_a_ = at::Tensor();
+  compute_b_ = at::Tensor();
   lora_scaling_ = 0.0;
   lora_dropout_ = 0.0;
 }
