@@ -173,11 +173,16 @@ void GradSync::reduce(double divisor) {
   last_micro_batch_ = false;
 }
 
+std::vector<at::Tensor> GradSync::flatBuckets() const {
+  std::vector<at::Tensor> flats;
+  for (const Bucket& b : buckets_) flats.push_back(b.flat);
+  return flats;
+}
+
 at::Tensor GradSync::gradNormTensor() const {
   // One foreach reduction over the flat fp32 buckets (read once, no fp64 copy of the
   // gradients), then the per-bucket norms combined in fp64: sqrt(sum of their squares).
-  std::vector<at::Tensor> flats;
-  for (const Bucket& b : buckets_) flats.push_back(b.flat);
+  const std::vector<at::Tensor> flats = flatBuckets();
   LOOM_CHECK(!flats.empty(), "GradSync: no gradient buckets");
   return at::stack(at::_foreach_norm(flats)).to(at::kDouble).pow(2).sum().sqrt();
 }
@@ -188,9 +193,7 @@ void GradSync::clipTo(double max_norm, double norm) {
   // As torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), clamped to 1.
   const double scale = max_norm / (norm + 1e-6);
   if (max_norm > 0 && scale < 1.0 && std::isfinite(norm)) {
-    std::vector<at::Tensor> flats;
-    for (Bucket& b : buckets_) flats.push_back(b.flat);
-    at::_foreach_mul_(flats, scale);
+    at::_foreach_mul_(flatBuckets(), scale);
   }
 }
 

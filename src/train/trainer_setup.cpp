@@ -163,8 +163,7 @@ void Trainer::setupModel() {
   }
   // LoRA in a 16-bit compute dtype: autograd trains 16-bit copies of the adapter factors,
   // whose masters are the fp32 factors themselves (no cast of A and B per micro-batch).
-  const auto copies =
-      setup.lora ? makeLoraComputeCopies(*model_, dtype_) : std::map<std::string, at::Tensor>{};
+  const auto copies = makeLoraComputeCopies(*model_, dtype_);  // none without LoRA
   std::vector<std::string> names;
   std::vector<at::Tensor> params, masters;
   for (const auto& item : model_->named_parameters()) {

@@ -99,6 +99,8 @@ class GradSync {
   class Hook;
 
   at::Tensor slotView(const Bucket& bucket, const Slot& slot) const;
+  /// Every bucket's flat fp32 buffer (handles sharing their storage), in bucket order.
+  std::vector<at::Tensor> flatBuckets() const;
   /// Moves parameter `i`'s pending gradient into its slot (16-bit, or set from outside).
   void collect(int64_t i);
   /// Runs after autograd accumulated parameter `i`'s gradient (a backward hook).
