@@ -7,16 +7,13 @@
 #include <torch/torch.h>
 
 #include "loom/model/fused_ops.hpp"
+#include "model_test_util.hpp"
 #include "support/gpu_test_support.hpp"
 
 namespace loom {
 namespace {
 
-double relErr(const at::Tensor& a, const at::Tensor& b) {
-  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs().max() /
-          b.to(at::kDouble).abs().max().clamp_min(1e-30))
-      .item<double>();
-}
+using testing::maxRelDiff;
 
 TEST(FusedOpsGpu, FusedRmsNormEqualsTheCompositionWithinOneRounding) {
   if (auto why = testing::cudaUnavailable(); !why.empty()) GTEST_SKIP() << why;
@@ -44,8 +41,8 @@ TEST(FusedOpsGpu, FusedRmsNormEqualsTheCompositionWithinOneRounding) {
     EXPECT_EQ(fused.scalar_type(), c.dtype);
     fused.backward(dy.to(cuda, c.dtype));
     plain.backward(dy.to(cuda, c.dtype));
-    const double out = relErr(fused, plain), dx = relErr(x1.grad(), x2.grad()),
-                 dw = relErr(w1.grad(), w2.grad());
+    const double out = maxRelDiff(fused, plain), dx = maxRelDiff(x1.grad(), x2.grad()),
+                 dw = maxRelDiff(w1.grad(), w2.grad());
     std::printf("rms_norm %s fused vs composition: out %.3g, dx %.3g, dw %.3g (bound %.3g)\n",
                 c10::toString(c.dtype), out, dx, dw, c.bound);
     EXPECT_LE(out, c.bound) << c.dtype;
