@@ -6,6 +6,8 @@ steps: tokens/s (real, non-pad tokens), peak memory, model FLOPs utilisation, an
     .venv/bin/python benchmarks/speed_bench.py --case lora-1.7b [--steps 12] [--json r.json]
     .venv/bin/python benchmarks/speed_bench.py --case full-0.6b [--steps 12] [--json r.json]
     ... --sync-count   (CUDA) host waits per step, counted at the CUDA runtime (sync_count.py)
+    ... --profile      one more Loom run whose last step torch's profiler traces: a table of
+                       device kernels and host operators (train.profile_steps)
 
 Cases (random weights, real shapes, made here by transformers; nothing is downloaded):
   lora-1.7b  Qwen3-1.7B shape, LoRA r16 alpha 32 all-linear, seq 2048, bf16 (CUDA)
@@ -52,8 +54,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling modules
 from speed_bench_data import (log, loom_epoch_order, lora_params, make_lengths,  # noqa: E402
-                              model_flops, role_model, run_child, run_loom, tail,
-                              total_params, write_data)
+                              model_flops, profile_loom, role_model, run_child, run_loom,
+                              tail, total_params, write_data)
 from speed_bench_hf import role_hf, role_probe, run_hf  # noqa: E402
 from sync_count import count_loom, report_line  # noqa: E402
 
@@ -135,6 +137,9 @@ def parse():
     ap.add_argument("--sync-count", action="store_true",
                     help="CUDA: also count Loom's host waits per step at the CUDA runtime "
                          "(benchmarks/sync_count.py: two more Loom runs, warmup+1 and --steps)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also run Loom for warmup+1 steps, the last traced by torch's profiler "
+                         "(train.profile_steps), and print where that step's time went")
     ap.add_argument("--skip-loom", action="store_true")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per run")
@@ -253,6 +258,8 @@ def main():
         if a.sync_count:
             results["sync_count"] = count_loom(a, work, run_loom, model_dir, data, per_step,
                                                step_tokens)
+        if a.profile:
+            results["profile"] = profile_loom(a, work, model_dir, data, per_step, step_tokens)
     if not a.skip_hf:
         results["runs"]["hf-padded"] = run_hf(a, work, model_dir, data, order, per_step,
                                               "pad", probe)
@@ -281,6 +288,11 @@ def main():
 
 
 def git_describe(trainer):
+    # tools/device_bundle.sh's bundle: ROOT/wrap/trainer beside ROOT/COMMIT.
+    commit = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(trainer))), "COMMIT")
+    if os.path.exists(commit):
+        with open(commit) as f:
+            return f.read().strip() + " (device bundle)"
     try:
         src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(trainer))))
         out = subprocess.run(["git", "-C", src, "log", "-1", "--format=%h %s"],
@@ -412,6 +424,12 @@ def report(a, res, lengths, step_tokens, hf_padded, mean_len):
     for name, r in runs.items():
         if r.get("wall"):
             print(f"{name}: process wall {r['wall']:.0f} s (load, {a.steps} steps, save)")
+    if res.get("profile"):
+        p = res["profile"]
+        print(f"\nwhere Loom's step {a.warmup + 1} went (torch's profiler; the trace: "
+              f"{p.get('trace')}):" if "table" in p else f"\nprofile: {p['error']}")
+        if "table" in p:
+            print(p["table"].rstrip())
 
 
 if __name__ == "__main__":

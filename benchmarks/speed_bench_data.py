@@ -2,6 +2,7 @@
 Python), the bench's samples and their HDF5 file, the random model, the FLOP counts, and
 Loom's run (its config, its metrics). See speed_bench.py for what the benchmark measures.
 """
+import copy
 import json
 import math
 import os
@@ -192,8 +193,10 @@ def role_model(spec_path):
 
 # ---------------------------------------------------------------------------- Loom's run
 
-def run_loom(a, work, model_dir, data, batch_samples, step_tokens, tag="loom", env=None):
-    """Loom's run of a.steps steps in work/<tag>-run (config <tag>.yaml, log <tag>.log)."""
+def run_loom(a, work, model_dir, data, batch_samples, step_tokens, tag="loom", env=None,
+             train_extra=""):
+    """Loom's run of a.steps steps in work/<tag>-run (config <tag>.yaml, log <tag>.log);
+    train_extra: more keys of its train section (", key: value")."""
     out = os.path.join(work, f"{tag}-run")
     shutil.rmtree(out, ignore_errors=True)
     cfg = os.path.join(work, f"{tag}.yaml")
@@ -204,7 +207,7 @@ run: {{name: speed-bench, output_dir: {out}, seed: {a.seed}}}
 model: {{path: {model_dir}, dtype: {dtype}, gradient_checkpointing: {str(a.checkpointing).lower()}}}
 finetune: {{method: {a.method}, lora: {{r: 16, alpha: 32, dropout: 0.0, targets: all-linear}}}}
 data: {{train: {data}, seq_len: {a.seq_len}, packing: true}}
-train: {{global_batch_size: {batch_samples}, max_steps: {a.steps}, lr: {a.lr}, lr_schedule: constant, warmup_steps: 0, weight_decay: 0.0, max_grad_norm: 1.0, log_every: 1}}
+train: {{global_batch_size: {batch_samples}, max_steps: {a.steps}, lr: {a.lr}, lr_schedule: constant, warmup_steps: 0, weight_decay: 0.0, max_grad_norm: 1.0, log_every: 1{train_extra}}}
 checkpoint: {{every: 0, keep: 1, resume: never}}
 cluster: {{balance: static, ranks: [{{device: {a.device}, micro_batch: {a.micro_batch}, loss_chunk_tokens: {a.loss_chunk}}}]}}
 """)
@@ -250,3 +253,19 @@ cluster: {{balance: static, ranks: [{{device: {a.device}, micro_batch: {a.micro_
     m = re.search(r"(\d+) trainable parameters", tail(res["log"], 400))
     res["trainable"] = int(m.group(1)) if m else None
     return res
+
+
+def profile_loom(a, work, *run_args):
+    """One more Loom run, of a.warmup + 1 steps, the last traced by torch's profiler
+    (train.profile_steps); returns {"table": rank 0's table} or {"error": ...}."""
+    b = copy.copy(a)
+    b.steps = a.warmup + 1
+    r = run_loom(b, work, *run_args, tag="profile",
+                 train_extra=f", profile_start: {b.steps}, profile_steps: 1")
+    if r["rc"] != 0:
+        return {"error": f"the profiled run failed (exit {r['rc']}), log {r['log']}"}
+    table = os.path.join(work, "profile-run", "profile", "rank-0.txt")
+    if not os.path.exists(table):
+        return {"error": f"the profiled run wrote no {table}"}
+    with open(table) as f:
+        return {"table": f.read(), "trace": os.path.join(os.path.dirname(table), "rank-0.trace.json")}

@@ -6,17 +6,23 @@
 #
 # Stages, each under its own time limit, in the order given:
 #   tests    every `gpu` test binary (gtest), one after the other
-#   lora     benchmarks/speed_bench.py --case lora-1.7b --sync-count
-#   full     benchmarks/speed_bench.py --case full-0.6b
-#   profile  benchmarks/speed_bench.py --case lora-1.7b --profile (a kernel table of one step)
-#   cpu      benchmarks/speed_bench.py --case cpu --skip-hf --steps 4 (a rehearsal off the GPU)
-# Writes $OUT/summary.txt (versions, the GPU, each stage's result and time) and one log per
-# stage ($OUT/<stage>.log, and $OUT/<stage>.json for the benchmarks). Exit 0 when every stage
-# passed. LOOM_DEVICE_PYTHON overrides the Python that holds torch (default: python3).
+#   lora     benchmarks/speed_bench.py --case lora-1.7b --sync-count --profile
+#   full     benchmarks/speed_bench.py --case full-0.6b --profile
+#   cpu      benchmarks/speed_bench.py --case cpu --skip-hf --steps 4 --profile (a rehearsal
+#            of the others off the GPU)
+# Writes $OUT/summary.txt (versions, the GPU, each stage's result and time, the benchmarks'
+# reports) and one log per stage ($OUT/<stage>.log, and $OUT/<stage>.json for the benchmarks):
+# 7 files at most, within the device tool's 8. Exit 0 when every stage passed.
+# LOOM_DEVICE_PYTHON overrides the Python that holds torch (default: python3).
+# The stages' limits (tests 180 s, lora 360 s, full 300 s) add up to more than one device call
+# may run (600 s): plan `tests lora` for one call and `full` for the next, or all three in one
+# call when time is short (each stage's log reaches $OUT as it is written, so a call cut off at
+# its limit still returns the stages before).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/loom-device-out}
-mkdir -p "$out"
+logs=/tmp/loom-device-logs  # the small logs; $OUT takes 8 files at most
+mkdir -p "$out" "$logs"
 summary=$out/summary.txt
 say() { echo "$*" | tee -a "$summary"; }
 py=${LOOM_DEVICE_PYTHON:-python3}
@@ -30,7 +36,7 @@ rm -rf "$root" && mkdir -p "$root"
 tar -C "$root" -xJf .device/loom-device.tar.xz || { say "no bundle: run tools/device_bundle.sh here first"; exit 3; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/loom-site .whl/*.whl >"$out/pip.log" 2>&1 || { say "pip install failed: $(tail -3 "$out/pip.log")"; exit 3; }
+    --target /tmp/loom-site .whl/*.whl >"$logs/pip.log" 2>&1 || { say "pip install failed: $(tail -3 "$logs/pip.log")"; exit 3; }
   export PYTHONPATH=/tmp/loom-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 # shellcheck source=tools/device_env.sh
@@ -49,16 +55,16 @@ if [[ "$have" != "$(cat "$root/TORCH_VERSION")" ]]; then
   say "rebuild it here with tools/device_bundle.sh --torch ${have%%+*}"
   exit 3
 fi
-if ! "$w/trainer" --version >"$out/start.log" 2>&1; then
-  say "the trainer does not start here:"; tail -5 "$out/start.log" | tee -a "$summary"
+if ! "$w/trainer" --version >"$logs/start.log" 2>&1; then
+  say "the trainer does not start here:"; tail -5 "$logs/start.log" | tee -a "$summary"
   "$w/ldd" "$root/bin/trainer" | grep -E "not found|GLIBC" | tee -a "$summary"
   exit 3
 fi
-say "glibc $(ldd --version | head -1 | awk '{print $NF}'), trainer: $(head -1 "$out/start.log")"
-if "$w/mpirun" -np 2 "$w/trainer" --version >"$out/mpirun.log" 2>&1; then
+say "glibc $(ldd --version | head -1 | awk '{print $NF}'), trainer: $(head -1 "$logs/start.log")"
+if "$w/mpirun" -np 2 "$w/trainer" --version >"$logs/mpirun.log" 2>&1; then
   say "mpirun -np 2 from the bundle: ok"
 else
-  say "mpirun -np 2 from the bundle failed: $(tail -3 "$out/mpirun.log")"
+  say "mpirun -np 2 from the bundle failed: $(tail -3 "$logs/mpirun.log")"
 fi
 
 # What the tests need to find (their compiled-in defaults are this machine's build paths).
@@ -98,16 +104,15 @@ export -f gpu_tests bench
 export w out
 for stage in "${stages[@]}"; do
   case "$stage" in
-    tests) run_stage tests 420 gpu_tests
+    tests) run_stage tests 180 gpu_tests
            awk '/^=== / {t=$2} /^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z].*\([0-9]+ ms\)$/ {
                   print "  " t ": " $0}' "$out/tests.log" | sort -u | tee -a "$summary" ;;
-    lora) run_stage lora 420 bench lora-1.7b lora.json --sync-count ;;
-    full) run_stage full 300 bench full-0.6b full.json ;;
-    profile) run_stage profile 240 bench lora-1.7b profile.json --profile ;;
-    cpu) run_stage cpu 420 bench cpu cpu.json --skip-hf --steps 4 ;;
-    *) say "unknown stage '$stage' (tests, lora, full, profile, cpu)"; failed=1 ;;
+    lora) run_stage lora 360 bench lora-1.7b lora.json --sync-count --profile ;;
+    full) run_stage full 300 bench full-0.6b full.json --profile ;;
+    cpu) run_stage cpu 420 bench cpu cpu.json --skip-hf --steps 4 --profile ;;
+    *) say "unknown stage '$stage' (tests, lora, full, cpu)"; failed=1 ;;
   esac
-  case "$stage" in lora|full|profile|cpu) sed -n '/^== speed_bench/,$p' "$out/$stage.log" >>"$summary"
+  case "$stage" in lora|full|cpu) sed -n '/^== speed_bench/,$p' "$out/$stage.log" >>"$summary"
                                           tail -3 "$out/$stage.log" ;; esac
 done
 say "device_check: $(( $(date +%s) - t0 )) s in all, $([[ $failed -eq 0 ]] && echo passed || echo FAILED)"

@@ -466,6 +466,14 @@ void readTrain(Section s, TrainConfig& c) {
   s.getInt("log_every", c.log_every, 1, kIntMax);
   s.getPath("eval_prompts", c.eval_prompts);  // read (and checked) at the run's set-up
   s.getInt("eval_max_new_tokens", c.eval_max_new_tokens, 1, 1 << 16);
+  s.getInt("profile_steps", c.profile_steps, 0, 100);
+  s.getInt("profile_start", c.profile_start, 1, kIntMax);
+  if (c.max_steps && c.profile_steps > 0 && c.profile_start + c.profile_steps - 1 > *c.max_steps) {
+    s.fail(s.has("profile_start") ? "profile_start" : "profile_steps",
+           "the profiled steps " + std::to_string(c.profile_start) + "-" +
+               std::to_string(c.profile_start + c.profile_steps - 1) + " end after max_steps (" +
+               std::to_string(*c.max_steps) + ")");
+  }
   if (c.max_steps && c.warmup_steps > *c.max_steps) {
     s.fail("warmup_steps", "warmup_steps (" + std::to_string(c.warmup_steps) +
                                ") exceeds max_steps (" + std::to_string(*c.max_steps) + ")");
@@ -709,7 +717,8 @@ Config parseConfig(const std::string& yaml_text, const std::string& source_name,
            c.data);
   readTrain(section("train", {"global_batch_tokens", "global_batch_size", "max_steps", "epochs",
                               "lr", "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm",
-                              "eval_every", "log_every", "eval_prompts", "eval_max_new_tokens"}),
+                              "eval_every", "log_every", "eval_prompts", "eval_max_new_tokens",
+                              "profile_steps", "profile_start"}),
             c.train);
   readCheckpoint(section("checkpoint", {"every", "keep", "resume"}), c.checkpoint);
   readCluster(section("cluster",
@@ -775,6 +784,8 @@ std::string toYaml(const Config& c) {
   e << YAML::Key << "log_every" << YAML::Value << t.log_every;
   if (t.eval_prompts) e << YAML::Key << "eval_prompts" << YAML::Value << escapeEnv(*t.eval_prompts);
   e << YAML::Key << "eval_max_new_tokens" << YAML::Value << t.eval_max_new_tokens;
+  e << YAML::Key << "profile_steps" << YAML::Value << t.profile_steps;
+  e << YAML::Key << "profile_start" << YAML::Value << t.profile_start;
   e << YAML::EndMap;
 
   e << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;

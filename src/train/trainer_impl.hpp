@@ -38,6 +38,7 @@
 #include "loom/train/loss_scaler.hpp"
 #include "loom/train/metrics.hpp"
 #include "loom/train/optimizer.hpp"
+#include "loom/train/step_profiler.hpp"
 
 namespace loom::detail {
 

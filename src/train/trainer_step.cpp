@@ -119,8 +119,18 @@ int Trainer::loop() {
     checkpoint();
     return kExitOk;
   }
+  const TrainConfig& t = config_.train;
+  StepProfiler profiler(run_dir_ / "profile", world_.rank(), device_, t.profile_start,
+                        t.profile_steps);
+  if (t.profile_steps > 0 && world_.isRoot() &&
+      (t.profile_start <= first_step || t.profile_start + t.profile_steps - 1 > total_steps_)) {
+    LOOM_WARN("train.profile_start " << t.profile_start << " and profile_steps " << t.profile_steps
+                                     << " are not within steps " << first_step + 1 << "-"
+                                     << total_steps_ << " of this run: nothing is profiled");
+  }
   while (step_ < total_steps_) {
     maybeFailForTest(world_.rank(), step_);
+    profiler.beforeStep(step_ + 1);
     StepResult r = trainStep();
     if (r.overflow) {
       LOOM_WARN("step " << step_ << ": fp16 gradients overflowed; step skipped on every rank, "
@@ -136,6 +146,11 @@ int Trainer::loop() {
       bad_steps = 0;
     }
     ++step_;
+    if (const auto table = profiler.afterStep(step_); !table.empty() && world_.isRoot()) {
+      LOOM_INFO("profiled steps " << t.profile_start << "-" << step_ << ": a table of where the "
+                                  << "time went per rank in " << table.parent_path().string()
+                                  << " (these steps' times include the profiler's overhead)");
+    }
     cursor_ = planner_->next(cursor_);
     report(r, start, first_step);
     if (config_.train.eval_every > 0 && step_ % config_.train.eval_every == 0 &&

@@ -102,6 +102,11 @@ class InputCases:
         bad("enum_method", t, [at(t, "lorax"), "finetune.method", "did you mean 'lora'"])
         t = mutate(base, "  log_every: 1", "  log_every: 1\n  lr_schedule: cosin")
         bad("enum_lr_schedule", t, [at(t, "cosin"), "train.lr_schedule"])
+        t = mutate(base, "  log_every: 1", "  log_every: 1\n  profile_steps: 500")
+        bad("range_profile_steps", t, [at(t, "500"), "train.profile_steps", "[0, 100]"])
+        t = mutate(base, "  log_every: 1", "  log_every: 1\n  profile_steps: 2")
+        bad("profile_after_max_steps", t, [at(t, "profile_steps"), "train.profile_steps",
+                                           "steps 3-4 end after max_steps (1)"])
         t = mutate(base, "  backend: auto", "  backend: gloo")
         bad("enum_backend", t, [at(t, "gloo"), "cluster.backend"])
         t = mutate(base, "  balance: static", "  balance: dynamic")

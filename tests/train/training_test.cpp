@@ -12,6 +12,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "loom/model/safetensors.hpp"
@@ -91,7 +92,8 @@ TEST(Training, SplitInvarianceQlora) { expectSplitInvariance("qlora", 1e-2, fals
 
 TEST(Training, LossFallsAndOutputsAreWritten) {
   RunSpec s{"falls", {3, 1}, {2, 1}, "lora", 12};
-  s.extra = "  log_every: 1\n";
+  // Steps 5-6 are traced by torch's profiler on both ranks (train/step_profiler.hpp).
+  s.extra = "  log_every: 1\n  profile_steps: 2\n  profile_start: 5\n";
   const auto r = launch(s);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto l = losses("falls");
@@ -101,6 +103,18 @@ TEST(Training, LossFallsAndOutputsAreWritten) {
   EXPECT_TRUE(fs::exists(runDir("falls") / "adapter" / "adapter_config.json"));
   EXPECT_TRUE(fs::exists(runDir("falls") / "loss.svg"));
   EXPECT_TRUE(fs::exists(runDir("falls") / "config.yaml"));
+  EXPECT_NE(r.output.find("profiled steps 5-6"), std::string::npos) << r.output;
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto dir = runDir("falls") / "profile";
+    const std::string stem = "rank-" + std::to_string(rank);
+    EXPECT_TRUE(fs::exists(dir / (stem + ".trace.json"))) << stem;
+    std::stringstream table;
+    table << std::ifstream(dir / (stem + ".txt")).rdbuf();
+    EXPECT_NE(table.str().find("profile of steps 5-6 on rank " + std::to_string(rank) + " (cpu)"),
+              std::string::npos)
+        << table.str();
+    EXPECT_NE(table.str().find("aten::mm"), std::string::npos) << table.str();
+  }
 }
 
 TEST(Training, BalanceAutoProbesEveryRankBeforeTraining) {

@@ -97,6 +97,10 @@ struct TrainConfig {
   /// records the answers in metrics.jsonl, the log and TensorBoard.
   std::optional<std::string> eval_prompts;
   int64_t eval_max_new_tokens = 64;  ///< the length of those answers
+  /// Steps traced with torch's profiler (train/step_profiler.hpp), from step profile_start
+  /// (1-based); 0: none.
+  int64_t profile_steps = 0;
+  int64_t profile_start = 3;
 };
 
 struct CheckpointConfig {
