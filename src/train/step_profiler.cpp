@@ -201,8 +201,14 @@ fs::path StepProfiler::afterStep(int64_t step) {
   const std::string stem = "rank-" + std::to_string(rank_);
   const fs::path trace = dir_ / (stem + ".trace.json");
   const fs::path tmp = temporarySibling(trace);
-  result->save(tmp.string());
-  fs::rename(tmp, trace);
+  try {
+    result->save(tmp.string());
+    fs::rename(tmp, trace);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);  // no half-written trace left behind
+    throw;
+  }
   std::ostringstream head;
   head << "profile of step" << (steps_ > 1 ? "s " : " ") << start_
        << (steps_ > 1 ? "-" + std::to_string(start_ + steps_ - 1) : "") << " on rank " << rank_

@@ -146,10 +146,19 @@ int Trainer::loop() {
       bad_steps = 0;
     }
     ++step_;
-    if (const auto table = profiler.afterStep(step_); !table.empty() && world_.isRoot()) {
-      LOOM_INFO("profiled steps " << t.profile_start << "-" << step_ << ": a table of where the "
-                                  << "time went per rank in " << table.parent_path().string()
-                                  << " (these steps' times include the profiler's overhead)");
+    const std::string window = t.profile_steps > 1 ? "steps " + std::to_string(t.profile_start) +
+                                                         "-" + std::to_string(step_)
+                                                   : "step " + std::to_string(step_);
+    fs::path table;
+    try {
+      table = profiler.afterStep(step_);
+    } catch (const std::exception& e) {  // a profile that cannot be written costs no training
+      LOOM_WARN("the profile of " << window << " was not written: " << e.what());
+    }
+    if (!table.empty() && world_.isRoot()) {
+      LOOM_INFO("profiled " << window << ": a table of where the time went per rank in "
+                            << table.parent_path().string()
+                            << " (the profiler's overhead is in these steps' times)");
     }
     cursor_ = planner_->next(cursor_);
     report(r, start, first_step);

@@ -80,6 +80,20 @@ TEST(StepProfiler, TracesOnlyTheWindowsStepsAndWritesTraceAndTable) {
   EXPECT_EQ(files, 2);
 }
 
+TEST(StepProfiler, AProfileThatCannotBeWrittenThrowsAndStopsTracing) {
+  testing::TempDir dir;
+  const auto blocked = dir.write("profile", "a file where the folder would go");
+  StepProfiler profiler(blocked, 0, c10::Device(c10::kCPU), 1, 1);
+  profiler.beforeStep(1);
+  (void)torch::mm(torch::ones({2, 2}), torch::ones({2, 2}));
+  EXPECT_ANY_THROW(profiler.afterStep(1));
+  // Tracing stopped: a second window can start and write.
+  StepProfiler next(dir.path() / "again", 0, c10::Device(c10::kCPU), 1, 1);
+  next.beforeStep(1);
+  (void)torch::mm(torch::ones({2, 2}), torch::ones({2, 2}));
+  EXPECT_FALSE(next.afterStep(1).empty());
+}
+
 TEST(StepProfiler, NoStepsMeansNoProfiler) {
   testing::TempDir dir;
   StepProfiler profiler(dir.path() / "profile", 0, c10::Device(c10::kCPU), 1, 0);
