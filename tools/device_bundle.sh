@@ -43,8 +43,8 @@ have=$("$python" -c "import torch; print(torch.__version__)")
 [[ "$have" == "$torch_version"* ]] || { echo "$python has torch $have, not $torch_version" >&2; exit 2; }
 
 # --- Build: the trainer and every test labelled gpu, against that torch.
-targets=(trainer device_gpu_test nccl_gpu_test nf4_gpu_test attention_gpu_test fused_ops_gpu_test
-         hf_parity_gpu_test grad_sync_gpu_test)
+mapfile -t gpu_tests < <(grep -ho 'loom_add_test([a-z0-9_]*_gpu_test' tests/*/CMakeLists.txt | sed 's/.*(//')
+targets=(trainer "${gpu_tests[@]}")
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 if [[ ! -f "$build/build.ninja" ]]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_PYTHON="$python" \

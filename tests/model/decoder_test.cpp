@@ -9,20 +9,17 @@
 
 #include "loom/model/lora.hpp"
 #include "loom/model/loss.hpp"
+#include "lora_test_models.hpp"
 #include "model_test_util.hpp"
 
 namespace loom {
 namespace {
 
+using testing::loraModelLike;
+using testing::loraProjections;
 using testing::maxAbsDiff;
+using testing::randomModel;
 using testing::tinyConfig;
-
-std::shared_ptr<CausalLm> randomModel(const HfConfig& c, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto m = std::make_shared<CausalLm>(c, DecoderOptions{});
-  m->initRandom(0.1);
-  return m;
-}
 
 TEST(Decoder, PackedRowEqualsEachDocumentAlone) {
   for (const char* type : {"qwen3", "llama"}) {
@@ -92,39 +89,6 @@ TEST(Decoder, ActivationCheckpointingGivesTheSameGradients) {
               << "\n";
     EXPECT_LE(worst, 1e-6);
   }
-}
-
-/// Projections with LoRA and nonzero B (B starts at zero, which would hide a wrong branch).
-std::vector<Projection*> loraProjections(CausalLm& model, uint64_t seed) {
-  LoraSpec spec;
-  spec.rank = 4;
-  spec.alpha = 8;
-  applyLora(model, spec);
-  torch::manual_seed(seed);
-  std::vector<Projection*> out;
-  torch::NoGradGuard no_grad;
-  for (auto& [path, p] : model.projections()) {
-    p->loraB().normal_(0.0, 0.1);
-    out.push_back(p);
-  }
-  return out;
-}
-
-/// A qwen3 tiny model in `dtype` with loraProjections' adapter shape, holding `source`'s
-/// values (base and adapter), in training mode.
-std::shared_ptr<CausalLm> loraModelLike(CausalLm& source, at::ScalarType dtype) {
-  DecoderOptions o;
-  o.dtype = dtype;
-  auto m = std::make_shared<CausalLm>(tinyConfig("qwen3"), o);
-  LoraSpec spec;
-  spec.rank = 4;
-  spec.alpha = 8;
-  applyLora(*m, spec);
-  torch::NoGradGuard no_grad;
-  auto dst = m->named_parameters();
-  for (const auto& item : source.named_parameters()) dst[item.key()].copy_(item.value());
-  m->train();
-  return m;
 }
 
 TEST(Decoder, SharedInputLoraEqualsEachBranchAlone) {
