@@ -70,7 +70,7 @@ fi
 # What the tests need to find (their compiled-in defaults are this machine's build paths).
 export LOOM_SOURCE_DIR=$PWD LOOM_BINARY_DIR=/tmp/loom-bin LOOM_PYTHON=$w/python3
 export LOOM_TRAINER=$w/trainer LOOM_MPIEXEC=$w/mpirun LOOM_QWEN3_TOKENIZER=/nonexistent
-export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export PYTHONUNBUFFERED=1
 mkdir -p "$LOOM_BINARY_DIR"
 # A prebuilt shim for the sync count, should the machine have no C compiler.
@@ -87,11 +87,14 @@ run_stage() {  # name, time limit (s), command...
   say "[$name] exit $rc after $(( $(date +%s) - s )) s (limit $limit s)"
 }
 gpu_tests() {
-  local t rc=0
+  local t r rc=0
   for t in "$root"/bin/*_gpu_test; do
     t=$(basename "$t")
     echo "=== $t"
-    timeout 120 "$w/$t" --gtest_color=no || rc=1
+    timeout 120 "$w/$t" --gtest_color=no
+    r=$?
+    echo "=== $t exit $r"  # a crash or a timeout prints no gtest result line
+    [[ $r -eq 0 ]] || rc=1
   done
   return $rc
 }
@@ -105,8 +108,9 @@ export w out root
 for stage in "${stages[@]}"; do
   case "$stage" in
     tests) run_stage tests 180 gpu_tests
-           awk '/^=== / {t=$2} /^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z].*\([0-9]+ ms\)$/ {
-                  print "  " t ": " $0}' "$out/tests.log" | sort -u | tee -a "$summary" ;;
+           awk '/^=== / {t=$2} /^=== .* exit [1-9]/ {print "  " $0}
+                /^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z].*\([0-9]+ ms\)$/ {print "  " t ": " $0}' \
+             "$out/tests.log" | sort -u | tee -a "$summary" ;;
     lora) run_stage lora 360 bench lora-1.7b lora.json --sync-count --profile ;;
     full) run_stage full 300 bench full-0.6b full.json --profile ;;
     cpu) run_stage cpu 420 bench cpu cpu.json --skip-hf --steps 4 --profile ;;
