@@ -119,4 +119,11 @@ for pkg in transformers peft tokenizers; do
     -d .whl "$pin"
 done
 echo "[bundle] .whl: $(du -ch .whl/*.whl | tail -1 | cut -f1) ($(ls .whl | tr '\n' ' '))" >&2
+# What the device tool sends: tracked and untracked-not-ignored files, and the carried folders
+# (64 MiB at most).
+tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+carried=$(du -cb .device/loom-device.tar.xz .whl | tail -1 | cut -f1)
+mib=$(( (tree + carried) / 1048576 ))
+echo "[bundle] the device call sends about $mib MiB (the limit is 64)" >&2
+[[ $mib -lt 64 ]] || { echo "[bundle] too much would travel: ignore what the device needs not" >&2; exit 1; }
 echo "[bundle] carry: [\".device\", \".whl\"]; command: bash tools/device_check.sh [STAGES]" >&2

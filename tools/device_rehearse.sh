@@ -27,6 +27,14 @@ stage=$build/device-stage
 [[ -d "$stage/usr" && -f .device/loom-device.tar.xz ]] ||
   { echo "no bundle in $stage: run tools/device_bundle.sh first" >&2; exit 2; }
 [[ $# -gt 0 ]] || set -- tests cpu
+# What the GPU machine's python3 has beside torch (KINDS.md of the device tool) and the
+# benchmark and the reference tests import; the bundle's wheels bring transformers, peft and
+# tokenizers.
+if ! "$python" -c "import h5py, accelerate, huggingface_hub, packaging, yaml, regex, typer, tqdm, psutil, safetensors" 2>/dev/null; then
+  echo "[rehearse] installing the device image's packages into $(dirname "$(dirname "$python")")" >&2
+  "$python" -m pip install -q h5py==3.16.0 accelerate==1.15.0 huggingface_hub==1.33.0 packaging \
+    pyyaml regex typer tqdm psutil safetensors==0.8.0
+fi
 
 if [[ "${LOOM_REHEARSE_INSIDE:-}" != 1 ]]; then
   export LOOM_REHEARSE_INSIDE=1
