@@ -33,7 +33,8 @@ t0=$(date +%s)
 # --- Unpack, the pinned reference packages, and the environment.
 root=${LOOM_DEVICE_ROOT:-/tmp/loom-device}
 rm -rf "$root" && mkdir -p "$root"
-tar -C "$root" -xJf .device/loom-device.tar.xz || { say "no bundle: run tools/device_bundle.sh here first"; exit 3; }
+tar -C "$root" -xJf .device/loom-device.tar.xz ||
+  { say "cannot unpack .device/loom-device.tar.xz (tools/device_bundle.sh makes it; tar needs xz)"; exit 3; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/loom-site .whl/*.whl >"$logs/pip.log" 2>&1 || { say "pip install failed: $(tail -3 "$logs/pip.log")"; exit 3; }
