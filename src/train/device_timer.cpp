@@ -5,6 +5,12 @@
 
 namespace loom {
 
+void waitForCurrentStream(const c10::Device& device) {
+  if (device.is_cpu()) return;
+  c10::impl::VirtualGuardImpl impl(device.type());
+  impl.getStream(device).synchronize();
+}
+
 struct DeviceTimer::Events {
   explicit Events(c10::DeviceType type)
       : start(type, c10::EventFlag::BACKEND_DEFAULT), stop(type, c10::EventFlag::BACKEND_DEFAULT) {}

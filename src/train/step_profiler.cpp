@@ -1,6 +1,5 @@
 #include "loom/train/step_profiler.hpp"
 
-#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/file_util.hpp"
+#include "loom/train/device_timer.hpp"
 
 namespace loom {
 
@@ -97,6 +97,19 @@ std::string profileTable(const std::vector<ProfiledEvent>& events, uint64_t wall
   o << std::fixed;
   const double wall = std::max<double>(static_cast<double>(wall_ns), 1.0);
   auto share = [&](uint64_t ns) { return 100.0 * static_cast<double>(ns) / wall; };
+  // The first `top` rows: ms, share of the traced time, calls, [average us], name.
+  auto printRows = [&](const std::vector<Row>& rows, bool with_average) {
+    for (size_t i = 0; i < rows.size() && static_cast<int>(i) < top; ++i) {
+      const Row& r = rows[i];
+      o << std::setw(11) << std::setprecision(3) << static_cast<double>(r.ns) / 1e6 << std::setw(7)
+        << std::setprecision(1) << share(r.ns) << "%" << std::setw(9) << r.calls;
+      if (with_average) {
+        o << std::setw(10) << std::setprecision(1)
+          << static_cast<double>(r.ns) / 1e3 / static_cast<double>(r.calls);
+      }
+      o << "  " << shortName(r.name) << "\n";
+    }
+  };
   o << "traced: " << std::setprecision(3) << static_cast<double>(wall_ns) / 1e9 << " s\n";
 
   std::map<std::string, Row> kernels;
@@ -116,24 +129,11 @@ std::string profileTable(const std::vector<ProfiledEvent>& events, uint64_t wall
       << std::setprecision(3) << static_cast<double>(wall_ns > busy ? wall_ns - busy : 0) / 1e9
       << " s; " << spans.size() << " kernels, copies and sets\n"
       << "  total ms   share    calls    avg us  device kernel\n";
-    int n = 0;
-    for (const auto& r : sortedRows(kernels)) {
-      if (n++ == top) break;
-      o << std::setw(11) << std::setprecision(3) << static_cast<double>(r.ns) / 1e6 << std::setw(7)
-        << std::setprecision(1) << share(r.ns) << "%" << std::setw(9) << r.calls << std::setw(10)
-        << std::setprecision(1) << static_cast<double>(r.ns) / 1e3 / static_cast<double>(r.calls)
-        << "  " << shortName(r.name) << "\n";
-    }
+    printRows(sortedRows(kernels), /*with_average=*/true);
   }
   o << "host operators by self time (the training thread and autograd's):\n"
     << "   self ms   share    calls  operator\n";
-  int n = 0;
-  for (const auto& r : sortedRows(hostSelfTimes(events))) {
-    if (n++ == top) break;
-    o << std::setw(11) << std::setprecision(3) << static_cast<double>(r.ns) / 1e6 << std::setw(7)
-      << std::setprecision(1) << share(r.ns) << "%" << std::setw(9) << r.calls << "  "
-      << shortName(r.name) << "\n";
-  }
+  printRows(sortedRows(hostSelfTimes(events)), /*with_average=*/false);
   return o.str();
 }
 
@@ -152,12 +152,6 @@ StepProfiler::~StepProfiler() {
 
 namespace {
 
-void waitForDevice(const c10::Device& device) {
-  if (device.is_cpu()) return;
-  c10::impl::VirtualGuardImpl impl(device.type());
-  impl.getStream(device).synchronize();
-}
-
 std::set<ActivityType> activitiesFor(const c10::Device& device) {
   std::set<ActivityType> a{ActivityType::CPU};
   if (device.is_cuda()) a.insert(ActivityType::CUDA);
@@ -168,7 +162,7 @@ std::set<ActivityType> activitiesFor(const c10::Device& device) {
 
 void StepProfiler::beforeStep(int64_t step) {
   if (steps_ <= 0 || step != start_ || tracing_) return;
-  waitForDevice(device_);
+  waitForCurrentStream(device_);
   // Kineto logs, as an error, that it found no GPU: only noise on a CPU rank.
   if (device_.is_cpu()) ::setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
   const ProfilerConfig config(ProfilerState::KINETO);
@@ -179,7 +173,7 @@ void StepProfiler::beforeStep(int64_t step) {
 
 fs::path StepProfiler::afterStep(int64_t step) {
   if (!tracing_ || step != start_ + steps_ - 1) return {};
-  waitForDevice(device_);
+  waitForCurrentStream(device_);
   std::unique_ptr<prof::ProfilerResult> result = prof::disableProfiler();
   tracing_ = false;
   std::vector<ProfiledEvent> events;

@@ -1,7 +1,6 @@
 // Trainer set-up (trainer_impl.hpp): ranks and devices, memory estimate, model, data,
 // optimizer, the agreement between ranks, resuming from a checkpoint, the balancer's probe.
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -43,18 +42,6 @@
 #include "trainer_impl.hpp"
 
 namespace loom::detail {
-
-namespace {
-
-/// Waits for the work queued on this thread's current stream of `device` (not for other
-/// streams: gradient all-reduces on a communication stream may still be running).
-void waitForCurrentStream(const c10::Device& device) {
-  if (device.is_cpu()) return;
-  c10::impl::VirtualGuardImpl impl(device.type());
-  impl.getStream(device).synchronize();
-}
-
-}  // namespace
 
 bool Trainer::stopRequested(const char* stage) {
   if (!world_.anyTrue(g_stop_signal.load() != 0)) return false;

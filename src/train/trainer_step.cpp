@@ -146,17 +146,20 @@ int Trainer::loop() {
       bad_steps = 0;
     }
     ++step_;
-    const std::string window = t.profile_steps > 1 ? "steps " + std::to_string(t.profile_start) +
-                                                         "-" + std::to_string(step_)
-                                                   : "step " + std::to_string(step_);
+    // The window's name, for the two messages below (made only when one is written).
+    const auto window = [&] {
+      return t.profile_steps > 1
+                 ? "steps " + std::to_string(t.profile_start) + "-" + std::to_string(step_)
+                 : "step " + std::to_string(step_);
+    };
     fs::path table;
     try {
       table = profiler.afterStep(step_);
     } catch (const std::exception& e) {  // a profile that cannot be written costs no training
-      LOOM_WARN("the profile of " << window << " was not written: " << e.what());
+      LOOM_WARN("the profile of " << window() << " was not written: " << e.what());
     }
     if (!table.empty() && world_.isRoot()) {
-      LOOM_INFO("profiled " << window << ": a table of where the time went per rank in "
+      LOOM_INFO("profiled " << window() << ": a table of where the time went per rank in "
                             << table.parent_path().string()
                             << " (the profiler's overhead is in these steps' times)");
     }

@@ -10,6 +10,11 @@
 
 namespace loom {
 
+/// Waits for the work queued on this thread's current stream of `device` (not for other
+/// streams: gradient all-reduces on a communication stream may still be running); nothing on
+/// the CPU.
+void waitForCurrentStream(const c10::Device& device);
+
 class DeviceTimer {
  public:
   explicit DeviceTimer(const c10::Device& device);
